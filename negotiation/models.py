@@ -1,0 +1,215 @@
+"""The schema as SQLAlchemy models. Alembic owns the DDL; ``alembic check`` keeps the two equal.
+
+Four tables came from the legacy service (``loads``, ``carriers``, ``calls``, ``negotiations``,
+one row per round) and keep their names and legacy columns; ``sessions`` and
+``idempotency_keys`` are new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Alembic's recommended naming convention for indexes, unique and check constraints. Primary
+#: and foreign keys keep the database's own names (``calls_pkey``, ``calls_load_id_fkey`` on
+#: PostgreSQL; unnamed on SQLite), because the legacy schema that the first revision must
+#: reproduce exactly has them unnamed.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timestamps stored naive in UTC (as the legacy tables hold them), returned aware in UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        return value.replace(tzinfo=dt.UTC) if value is not None else None
+
+
+class Money(TypeDecorator[Decimal]):
+    """NUMERIC(12, 2); values come back as ``Decimal`` with exactly two places on every database."""
+
+    impl = Numeric(12, 2)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Load(Base):
+    __tablename__ = "loads"
+    __table_args__ = (Index("ix_loads_status_origin", "status", "origin"),)
+
+    load_id: Mapped[str] = mapped_column(String, primary_key=True, index=True)
+    origin: Mapped[str] = mapped_column(String)
+    destination: Mapped[str] = mapped_column(String)
+    pickup_datetime: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    delivery_datetime: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    equipment_type: Mapped[str] = mapped_column(String)
+    loadboard_rate: Mapped[Decimal] = mapped_column(Money)
+    max_rate: Mapped[Decimal | None] = mapped_column(Money)
+    notes: Mapped[str | None] = mapped_column(Text)
+    weight: Mapped[float | None] = mapped_column(Float)
+    commodity_type: Mapped[str | None] = mapped_column(String)
+    num_of_pieces: Mapped[int | None] = mapped_column(Integer)
+    miles: Mapped[float | None] = mapped_column(Float)
+    dimensions: Mapped[str | None] = mapped_column(String)
+    status: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Carrier(Base):
+    __tablename__ = "carriers"
+
+    mc_number: Mapped[str] = mapped_column(String, primary_key=True, index=True)
+    company_name: Mapped[str] = mapped_column(String)
+    status: Mapped[str | None] = mapped_column(String)
+    address: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(String)
+    email: Mapped[str | None] = mapped_column(String)
+    is_verified: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Call(Base):
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("uq_calls_external_id", "external_id", unique=True),
+        Index("ix_calls_load_id", "load_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+    # Not a foreign key: calls may name carriers the broker has never recorded.
+    carrier_mc_number: Mapped[str | None] = mapped_column(String)
+    load_id: Mapped[str | None] = mapped_column(ForeignKey("loads.load_id"))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    call_start_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    call_end_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    call_duration: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String)
+    sentiment: Mapped[str | None] = mapped_column(String)
+    initial_rate_offered: Mapped[Decimal | None] = mapped_column(Money)
+    final_rate_agreed: Mapped[Decimal | None] = mapped_column(Money)
+    negotiation_rounds: Mapped[int | None] = mapped_column(Integer)
+    notes: Mapped[str | None] = mapped_column(Text)
+    call_transcript: Mapped[str | None] = mapped_column(Text)
+    transferred_to_rep: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class NegotiationRound(Base):
+    """One round of a negotiation; a negotiation is all rounds of one (call_id, session_id)."""
+
+    __tablename__ = "negotiations"
+    __table_args__ = (
+        Index("idx_negotiations_session_id", "session_id"),
+        Index("idx_negotiations_call_session", "call_id", "session_id"),
+        # Server-numbered rounds are unique per negotiation. Legacy rows (no decision) are
+        # exempt: the old service stored duplicate round numbers, and adoption keeps every row.
+        Index(
+            "uq_negotiations_call_session_round",
+            "call_id",
+            "session_id",
+            "round_number",
+            unique=True,
+            sqlite_where=text("session_id IS NOT NULL"),
+            postgresql_where=text("session_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_negotiations_call_round_nosession",
+            "call_id",
+            "round_number",
+            unique=True,
+            sqlite_where=text("session_id IS NULL AND decision IS NOT NULL"),
+            postgresql_where=text("session_id IS NULL AND decision IS NOT NULL"),
+        ),
+        Index("ix_negotiations_timestamp", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    session_id: Mapped[str | None] = mapped_column(Text)
+    round_number: Mapped[int] = mapped_column(Integer)
+    carrier_offer: Mapped[Decimal | None] = mapped_column(Money)
+    decision: Mapped[str | None] = mapped_column(String(16))
+    counter_offer: Mapped[Decimal | None] = mapped_column(Money)
+    system_response: Mapped[str | None] = mapped_column(String)
+    notes: Mapped[str | None] = mapped_column(Text)
+    timestamp: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class NegotiationSession(Base):
+    """A negotiation session: groups rounds across calls under a caller's or generated id."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_last_activity", "last_activity"),
+        Index("ix_sessions_client_id", "client_id"),
+        Index("ix_sessions_status_expires_at", "status", "expires_at"),
+    )
+
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    client_id: Mapped[str | None] = mapped_column(String(255))
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    #: ``active`` or ``closed``; ``expired`` is derived from ``expires_at`` when read.
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+    ttl_seconds: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_activity: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(Base):
+    """A stored response for an ``Idempotency-Key``, scoped to the API key that sent it."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+    api_key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    #: NULL while the first request is in flight.
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
