@@ -54,7 +54,9 @@ def normalize_url(url: str | URL, *, asynchronous: bool) -> URL:
         return parsed.set(drivername="sqlite+aiosqlite" if asynchronous else "sqlite")
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite or postgresql")
+    raise ValueError(
+        f"unsupported database URL scheme {parsed.drivername!r}: use sqlite or postgresql"
+    )
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -82,7 +84,10 @@ def _sqlite_engine(url: URL, settings: Settings, *, begin: str, pool_size: int) 
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=False,
-        connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
+        connect_args={
+            "check_same_thread": False,
+            "timeout": settings.sqlite_busy_timeout_ms / 1000,
+        },
     )
     event.listen(engine, "connect", _sqlite_on_connect(settings))
     event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))

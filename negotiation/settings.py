@@ -10,11 +10,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The documented development key, accepted only when no keys are configured outside production.
-DEFAULT_API_KEY = "default-api-key"  # noqa: S105 - documented development key
+DEFAULT_API_KEY = "default-api-key"
 
 
 class Settings(BaseSettings):
-    """All configuration of the service; every field is ``NEGOTIATION_<NAME>`` in the environment."""
+    """All configuration; each field is the environment variable ``NEGOTIATION_<NAME>``."""
 
     model_config = SettingsConfigDict(env_prefix="NEGOTIATION_", extra="ignore", frozen=True)
 

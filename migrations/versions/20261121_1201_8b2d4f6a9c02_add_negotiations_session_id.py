@@ -31,8 +31,11 @@ def upgrade() -> None:
         with op.get_context().autocommit_block():
             for name, columns in INDEXES.items():
                 op.create_index(
-                    name, "negotiations", columns,
-                    postgresql_concurrently=True, if_not_exists=True,
+                    name,
+                    "negotiations",
+                    columns,
+                    postgresql_concurrently=True,
+                    if_not_exists=True,
                 )
     else:
         for name, columns in INDEXES.items():
@@ -44,8 +47,10 @@ def downgrade() -> None:
         with op.get_context().autocommit_block():
             for name in INDEXES:
                 op.drop_index(
-                    name, table_name="negotiations",
-                    postgresql_concurrently=True, if_exists=True,
+                    name,
+                    table_name="negotiations",
+                    postgresql_concurrently=True,
+                    if_exists=True,
                 )
     else:
         for name in INDEXES:

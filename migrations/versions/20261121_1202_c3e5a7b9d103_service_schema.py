@@ -42,12 +42,18 @@ INDEXES: list[tuple[str, str, list[str], bool, str | None]] = [
     ("uq_calls_external_id", "calls", ["external_id"], True, None),
     ("ix_calls_load_id", "calls", ["load_id"], False, None),
     (
-        "uq_negotiations_call_session_round", "negotiations",
-        ["call_id", "session_id", "round_number"], True, "session_id IS NOT NULL",
+        "uq_negotiations_call_session_round",
+        "negotiations",
+        ["call_id", "session_id", "round_number"],
+        True,
+        "session_id IS NOT NULL",
     ),
     (
-        "uq_negotiations_call_round_nosession", "negotiations",
-        ["call_id", "round_number"], True, "session_id IS NULL AND decision IS NOT NULL",
+        "uq_negotiations_call_round_nosession",
+        "negotiations",
+        ["call_id", "round_number"],
+        True,
+        "session_id IS NULL AND decision IS NOT NULL",
     ),
     ("ix_negotiations_timestamp", "negotiations", ["timestamp"], False, None),
 ]
@@ -100,8 +106,7 @@ def upgrade() -> None:
     with op.batch_alter_table("calls", naming_convention=NAMING) as batch:
         batch.add_column(sa.Column("external_id", sa.String(255), nullable=True))
         batch.drop_constraint(
-            "calls_carrier_mc_number_fkey" if postgresql
-            else "fk_calls_carrier_mc_number_carriers",
+            "calls_carrier_mc_number_fkey" if postgresql else "fk_calls_carrier_mc_number_carriers",
             type_="foreignkey",
         )
     with op.batch_alter_table("negotiations") as batch:
@@ -113,7 +118,9 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             for column in columns:
                 batch.alter_column(
-                    column, type_=MONEY, existing_type=sa.Float(),
+                    column,
+                    type_=MONEY,
+                    existing_type=sa.Float(),
                     postgresql_using=f"round({column}::numeric, 2)",
                 )
 
@@ -121,8 +128,13 @@ def upgrade() -> None:
         with op.get_context().autocommit_block():
             for name, table, columns, unique, where in INDEXES:
                 op.create_index(
-                    name, table, columns, unique=unique, postgresql_concurrently=True,
-                    if_not_exists=True, **_index_kwargs(where),
+                    name,
+                    table,
+                    columns,
+                    unique=unique,
+                    postgresql_concurrently=True,
+                    if_not_exists=True,
+                    **_index_kwargs(where),
                 )
     else:
         for name, table, columns, unique, where in INDEXES:
@@ -151,7 +163,9 @@ def downgrade() -> None:
     with op.batch_alter_table("calls") as batch:
         batch.create_foreign_key(
             "calls_carrier_mc_number_fkey" if postgresql else "fk_calls_carrier_mc_number_carriers",
-            "carriers", ["carrier_mc_number"], ["mc_number"],
+            "carriers",
+            ["carrier_mc_number"],
+            ["mc_number"],
         )
         batch.drop_column("external_id")
     with op.batch_alter_table("loads") as batch:

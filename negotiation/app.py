@@ -1,0 +1,120 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from functools import cached_property
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Receive, Scope, Send
+
+from negotiation import __version__
+from negotiation.auth import API_KEY_HEADER, require_api_key
+from negotiation.controllers.calls import CallController
+from negotiation.controllers.health import health
+from negotiation.controllers.loads import LoadController
+from negotiation.controllers.negotiations import NegotiationController
+from negotiation.db import Database
+from negotiation.errors import EXCEPTION_HANDLERS
+from negotiation.logs import logging_config
+from negotiation.middleware import RequestContextMiddleware
+from negotiation.service import PolicySettings
+from negotiation.settings import Settings, get_settings
+
+logger = logging.getLogger("negotiation.app")
+
+#: Bodies above this are refused with 413 before they are read in full.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _provide_db(state: State) -> Database:
+    db: Database = state.db
+    return db
+
+
+def _provide_policy_settings(state: State) -> PolicySettings:
+    cfg: PolicySettings = state.policy_settings
+    return cfg
+
+
+class NegotiationApp(Litestar):
+    """Litestar with the request context (ids, session header, access log) around every request.
+
+    Litestar runs middleware only for requests that matched a route; wrapping the application
+    itself gives 404 and 405 responses their ``X-Request-ID`` and log line too.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == ScopeType.HTTP:
+            await self._request_context(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+    @cached_property
+    def _request_context(self) -> RequestContextMiddleware:
+        return RequestContextMiddleware(self._handle)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the service; tests pass their own ``settings``, the server reads the environment."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        if settings.uses_default_key:
+            logger.warning(
+                "NEGOTIATION_API_KEYS is not set: the development key 'default-api-key' is "
+                "accepted. Set keys before exposing this service."
+            )
+        app.state.db = Database(settings)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    api = Router(
+        path="/api",
+        route_handlers=[LoadController, CallController, NegotiationController],
+        guards=[require_api_key],
+        security=[{"apiKey": []}],
+    )
+    return NegotiationApp(
+        route_handlers=[api, health],
+        lifespan=[lifespan],
+        state=State(
+            {"settings": settings, "policy_settings": PolicySettings.from_settings(settings)}
+        ),
+        dependencies={
+            "db": Provide(_provide_db, sync_to_thread=False),
+            "policy_settings": Provide(_provide_policy_settings, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=logging_config(settings.log_level),
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="Negotiation API",
+            version=__version__,
+            description="Records and decides price negotiations between a broker and carriers.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="apiKey",
+                        name=API_KEY_HEADER,
+                        security_scheme_in="header",
+                        description="One of the keys in NEGOTIATION_API_KEYS.",
+                    )
+                }
+            ),
+        ),
+    )

@@ -1,0 +1,1 @@
+"""HTTP controllers: thin handlers that validate, delegate to a unit of work, and shape replies."""

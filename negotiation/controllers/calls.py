@@ -1,0 +1,111 @@
+"""Calls, and the negotiation rounds recorded on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import JSONBody
+
+from negotiation.controllers.params import AfterId, CallId, Db, Limit, Policy, SessionIdQuery
+from negotiation.errors import ApiError, not_found
+from negotiation.pagination import MAX_LIMIT
+from negotiation.queries import ANY_SESSION, call_detail, call_exists, rounds_by_call
+from negotiation.rounds import rounds_response
+from negotiation.schemas import CallCreate, CallDetail, CallRead, CallUpdate, OfferCreate, RoundRead
+from negotiation.service import (
+    check_session_id,
+    create_call,
+    record_round,
+    update_call,
+    utcnow,
+)
+
+
+class CallController(Controller):
+    path = "/calls"
+    tags = ["calls"]
+
+    @post(operation_id="createCall", summary="Start a call about a load")
+    async def create(self, data: JSONBody[CallCreate], db: Db) -> CallRead:
+        return CallRead.model_validate(await db.write(create_call, data, utcnow()))
+
+    @get("/{call_id:int}", operation_id="getCall", summary="A call with its latest decision")
+    async def read(self, call_id: CallId, db: Db) -> CallDetail:
+        found = await db.read(call_detail, call_id)
+        if found is None:
+            raise not_found("CALL_NOT_FOUND", "Call", call_id)
+        row, last_decision = found
+        return CallDetail.model_validate(
+            {**row._mapping, "last_decision": last_decision, "agreed_rate": row.final_rate_agreed}
+        )
+
+    @patch("/{call_id:int}", operation_id="updateCall", summary="Record a call's outcome")
+    async def update(self, call_id: CallId, data: JSONBody[CallUpdate], db: Db) -> CallRead:
+        return CallRead.model_validate(await db.write(update_call, call_id, data))
+
+    @post(
+        "/{call_id:int}/negotiate",
+        operation_id="recordRound",
+        summary="Record the carrier's offer and get the broker's decision",
+    )
+    async def negotiate(
+        self,
+        request: Request[Any, Any, Any],
+        call_id: CallId,
+        data: JSONBody[OfferCreate],
+        db: Db,
+        policy_settings: Policy,
+    ) -> RoundRead:
+        if data.call_id is not None and str(data.call_id).strip() != str(call_id):
+            raise ApiError(
+                422,
+                "CALL_ID_MISMATCH",
+                f"call_id in the body ({data.call_id}) does not match the URL's ({call_id}).",
+            )
+        session_id = data.session_id if data.session_id is not None else request.state.session_id
+        check_session_id(session_id)
+        request.state.session_id = session_id
+        row = await db.write(
+            record_round,
+            call_id=call_id,
+            offer=data.carrier_offer,
+            session_id=session_id,
+            notes=data.notes,
+            cfg=policy_settings,
+            now=utcnow(),
+        )
+        return RoundRead.from_row(row, policy_settings.max_rounds)
+
+    @get(
+        "/{call_id:int}/negotiations",
+        operation_id="listCallRounds",
+        summary="Rounds of a call, oldest first",
+    )
+    async def rounds(
+        self,
+        request: Request[Any, Any, Any],
+        call_id: CallId,
+        db: Db,
+        policy_settings: Policy,
+        session_id: SessionIdQuery = None,
+        limit: Limit = MAX_LIMIT,
+        after_id: AfterId = None,
+    ) -> Response[list[RoundRead]]:
+        check_session_id(session_id)
+        rows = await db.read(
+            _call_rounds,
+            call_id,
+            ANY_SESSION if session_id is None else session_id,
+            after_id=after_id,
+            limit=limit,
+        )
+        return rounds_response(request, rows, limit, policy_settings.max_rounds)
+
+
+def _call_rounds(
+    conn: Any, call_id: int, session_id: Any, *, after_id: int | None, limit: int
+) -> Any:
+    if not call_exists(conn, call_id):
+        raise not_found("CALL_NOT_FOUND", "Call", call_id)
+    return rounds_by_call(conn, call_id, session_id, after_id=after_id, limit=limit)

@@ -1,0 +1,88 @@
+"""Rounds across calls: by session, and the general filtered query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.params import FromPath, FromQuery
+from sqlalchemy import Connection, Row
+
+from negotiation.controllers.params import (
+    AfterId,
+    CallIdQuery,
+    Cursor,
+    Db,
+    Limit,
+    Policy,
+    SessionIdQuery,
+)
+from negotiation.errors import not_found
+from negotiation.pagination import MAX_LIMIT, decode_cursor, encode_cursor
+from negotiation.queries import rounds_by_session, rounds_filtered, session_known
+from negotiation.rounds import rounds_response
+from negotiation.schemas import DecisionKind, Page, RoundRead, UTCDatetime
+from negotiation.service import check_session_id
+
+
+class NegotiationController(Controller):
+    path = "/negotiations"
+    tags = ["negotiations"]
+
+    @get(
+        "/session/{session_id:str}",
+        operation_id="listSessionRounds",
+        summary="Rounds of a session across calls, oldest first",
+    )
+    async def by_session(
+        self,
+        request: Request[Any, Any, Any],
+        session_id: FromPath[str],
+        db: Db,
+        policy_settings: Policy,
+        limit: Limit = MAX_LIMIT,
+        after_id: AfterId = None,
+    ) -> Response[list[RoundRead]]:
+        check_session_id(session_id)
+        rows = await db.read(_session_rounds, session_id, after_id=after_id, limit=limit)
+        return rounds_response(request, rows, limit, policy_settings.max_rounds)
+
+    @get(operation_id="queryRounds", summary="Rounds by call, session, decision and time")
+    async def query(
+        self,
+        db: Db,
+        policy_settings: Policy,
+        call_id: CallIdQuery = None,
+        session_id: SessionIdQuery = None,
+        decision: FromQuery[DecisionKind | None] = None,
+        since: FromQuery[UTCDatetime | None] = None,
+        until: FromQuery[UTCDatetime | None] = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> Page[RoundRead]:
+        check_session_id(session_id)
+        after_id = decode_cursor(cursor, "rounds", int) if cursor else None
+        rows = await db.read(
+            rounds_filtered,
+            call_id=call_id,
+            session_id=session_id,
+            decision=decision,
+            since=since,
+            until=until,
+            after_id=after_id,
+            limit=limit,
+        )
+        items = [RoundRead.from_row(r, policy_settings.max_rounds) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(
+            items=items, next_cursor=encode_cursor("rounds", items[-1].id) if more else None
+        )
+
+
+def _session_rounds(
+    conn: Connection, session_id: str, *, after_id: int | None, limit: int
+) -> list[Row[Any]]:
+    rows = list(rounds_by_session(conn, session_id, after_id=after_id, limit=limit))
+    if not rows and after_id is None and not session_known(conn, session_id):
+        raise not_found("SESSION_NOT_FOUND", "Session", session_id)
+    return rows

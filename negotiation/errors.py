@@ -1,0 +1,206 @@
+"""The error envelope and the exception handlers that produce it for every 4xx/5xx."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    SerializationException,
+    ValidationException,
+)
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_405_METHOD_NOT_ALLOWED,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import ExceptionHandlersMap
+
+from negotiation.db import DatabaseBusy, DatabaseUnavailable
+
+logger = logging.getLogger("negotiation.errors")
+
+
+class ApiError(Exception):
+    """An error the client can act on: an HTTP status, an UPPER_SNAKE code and a sentence."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def not_found(code: str, what: str, ident: object) -> ApiError:
+    """404 ``code`` with the message ``<what> <ident> not found``."""
+    return ApiError(HTTP_404_NOT_FOUND, code, f"{what} {ident} not found")
+
+
+def envelope(
+    request: Request[Any, Any, Any], code: str, message: str, details: Any = None
+) -> dict[str, Any]:
+    """The body of every error response."""
+    state = request.scope.get("state", {})
+    return {
+        "success": False,
+        "error": {"code": code, "message": message, "details": details},
+        "request_id": state.get("request_id"),
+        "session_id": state.get("session_id"),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _respond(
+    request: Request[Any, Any, Any],
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    return Response(
+        envelope(request, code, message, details), status_code=status, headers=headers or {}
+    )
+
+
+def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
+    return _respond(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+def _validation_details(exc: ValidationException) -> list[dict[str, Any]] | None:
+    extra = exc.extra
+    if not isinstance(extra, list):
+        return None
+    details = []
+    for item in extra:
+        if isinstance(item, dict):
+            details.append({k: v for k, v in item.items() if k in ("key", "message", "source")})
+    return details or None
+
+
+def _validation_message(details: list[dict[str, Any]] | None) -> str:
+    if not details:
+        return "The request is not valid."
+    first = details[0]
+    where = first.get("key") or "request"
+    return f"Invalid value for '{where}': {first.get('message', 'not valid')}."
+
+
+_HTTP_CODES = {
+    HTTP_400_BAD_REQUEST: ("BAD_REQUEST", "The request could not be understood."),
+    401: ("UNAUTHORIZED", "A valid X-API-Key header is required."),
+    403: ("FORBIDDEN", "This key may not do that."),
+    HTTP_404_NOT_FOUND: ("NOT_FOUND", "No such resource: check the URL."),
+    HTTP_405_METHOD_NOT_ALLOWED: ("METHOD_NOT_ALLOWED", "That method is not allowed here."),
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE: ("PAYLOAD_TOO_LARGE", "The request body is too large."),
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE: (
+        "UNSUPPORTED_MEDIA_TYPE",
+        "Send the body as JSON with Content-Type: application/json.",
+    ),
+    429: ("TOO_MANY_REQUESTS", "Too many requests: slow down and retry."),
+}
+
+
+def handle_http_exception(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, Any]]:
+    """Litestar's own exceptions (routing, validation, parsing) in the contract's envelope."""
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if isinstance(exc, ValidationException) or (
+        status == HTTP_400_BAD_REQUEST and isinstance(exc.extra, list)
+    ):
+        details = _validation_details(exc) if isinstance(exc, ValidationException) else None
+        return _respond(request, 422, "VALIDATION_ERROR", _validation_message(details), details)
+    if status == HTTP_400_BAD_REQUEST and _is_json_error(exc):
+        return _respond(request, 400, "INVALID_JSON", "The request body is not valid JSON.")
+    if isinstance(exc, NotFoundException) and exc.detail in ("Not Found", "", None):
+        return _respond(
+            request, 404, "NOT_FOUND", f"No route for {request.method} {request.url.path}."
+        )
+    if isinstance(exc, MethodNotAllowedException):
+        return _respond(
+            request,
+            405,
+            "METHOD_NOT_ALLOWED",
+            f"{request.method} is not allowed on {request.url.path}.",
+            headers=headers,
+        )
+    if isinstance(exc, NotAuthorizedException):
+        return _respond(request, 401, "UNAUTHORIZED", "A valid X-API-Key header is required.")
+    code, message = _HTTP_CODES.get(
+        status, ("ERROR" if status < 500 else "INTERNAL_ERROR", exc.detail)
+    )
+    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        message = "The server could not complete the request."
+    return _respond(request, status, code, message, headers=headers)
+
+
+def _is_json_error(exc: HTTPException) -> bool:
+    detail = (exc.detail or "").lower()
+    return isinstance(exc, SerializationException) or "json" in detail or "decode" in detail
+
+
+def handle_database_unavailable(
+    request: Request[Any, Any, Any], exc: DatabaseUnavailable
+) -> Response[dict[str, Any]]:
+    logger.warning("database unavailable: %s", exc)
+    return _respond(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "DATABASE_UNAVAILABLE",
+        "The database is unavailable; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
+def handle_database_busy(
+    request: Request[Any, Any, Any], exc: DatabaseBusy
+) -> Response[dict[str, Any]]:
+    logger.warning("database busy: %s", exc)
+    return _respond(
+        request,
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "DATABASE_BUSY",
+        "The database is busy; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Anything else: logged with its traceback, never shown to the client."""
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _respond(
+        request,
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "The server could not complete the request.",
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    DatabaseUnavailable: handle_database_unavailable,
+    DatabaseBusy: handle_database_busy,
+    Exception: handle_unexpected,
+}

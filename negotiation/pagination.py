@@ -1,0 +1,49 @@
+"""Opaque cursors and ``Link: rel="next"`` headers for paginated lists."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar.datastructures import URL
+
+from negotiation.errors import ApiError
+
+_VERSION = "v1"
+MAX_LIMIT = 1000
+
+
+def encode_cursor(kind: str, position: Any) -> str:
+    """A cursor that resumes a ``kind`` listing after ``position``."""
+    raw = json.dumps([_VERSION, kind, position], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str, position_type: type | tuple[type, ...]) -> Any:
+    """The position a cursor from :func:`encode_cursor` names; 422 ``INVALID_CURSOR`` otherwise."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        version, cursor_kind, position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise _invalid() from None
+    if version != _VERSION or cursor_kind != kind or not isinstance(position, position_type):
+        raise _invalid()
+    if isinstance(position, bool):
+        raise _invalid()
+    return position
+
+
+def _invalid() -> ApiError:
+    return ApiError(
+        422, "INVALID_CURSOR", "The cursor was not issued by this service; start again without it."
+    )
+
+
+def next_link(url: URL, after_id: int) -> str:
+    """``<url with after_id=...>; rel="next"``, other query parameters kept."""
+    query = [(k, v) for k, v in url.query_params.multi_items() if k != "after_id"]
+    query.append(("after_id", str(after_id)))
+    return f'<{url.path}?{urlencode(query)}>; rel="next"'

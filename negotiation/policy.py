@@ -1,0 +1,125 @@
+"""The pricing policy: a pure function of the load's rates, the round and the carrier's offer.
+
+The broker pays the carrier, so a lower offer is better for the broker. With L the loadboard
+rate, C the ceiling (``max_rate``, else ``L * (1 + max_markup)``), N the number of rounds and r
+this round's number, the broker's limit in round r is ``L + (C - L) * r / N``: it rises from L
+toward C and reaches C on the last round.
+
+* offer <= L, or offer within this round's limit: accept at the offer;
+* otherwise, before the last round: counter with the limit rounded down to whole dollars
+  (never below L, and L itself when no whole-dollar amount lies in [L, C]);
+* otherwise (last round): reject.
+
+No I/O here: the service layer reads the negotiation's state and records the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Literal
+
+CENT = Decimal("0.01")
+DOLLAR = Decimal("1")
+
+DecisionKind = Literal["accept", "counter", "reject"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the broker says to one offer."""
+
+    decision: DecisionKind
+    counter_offer: Decimal | None
+    agreed_rate: Decimal | None
+    is_final: bool
+    rounds_remaining: int
+    message: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.decision == "accept"
+
+
+def ceiling(loadboard_rate: Decimal, max_rate: Decimal | None, max_markup: Decimal) -> Decimal:
+    """The most the broker will ever pay for the load."""
+    if max_rate is not None:
+        return max(max_rate, loadboard_rate)
+    return (loadboard_rate * (1 + max_markup)).quantize(CENT, rounding=ROUND_FLOOR)
+
+
+def round_limit(
+    loadboard_rate: Decimal, ceiling_rate: Decimal, round_number: int, max_rounds: int
+) -> Decimal:
+    """The most the broker accepts in ``round_number`` (1-based), in cents, rounded down."""
+    step = (ceiling_rate - loadboard_rate) * min(round_number, max_rounds) / max_rounds
+    return min(ceiling_rate, (loadboard_rate + step).quantize(CENT, rounding=ROUND_FLOOR))
+
+
+def counter_offer(loadboard_rate: Decimal, ceiling_rate: Decimal, limit: Decimal) -> Decimal:
+    """The whole-dollar counter for a round whose limit is ``limit``."""
+    whole = limit.quantize(DOLLAR, rounding=ROUND_FLOOR)
+    if whole >= loadboard_rate:
+        return whole.quantize(CENT)
+    lowest_whole = loadboard_rate.quantize(DOLLAR, rounding=ROUND_CEILING)
+    if lowest_whole <= ceiling_rate:
+        return lowest_whole.quantize(CENT)
+    return loadboard_rate
+
+
+def format_money(amount: Decimal) -> str:
+    """``Decimal("2150")`` -> ``"$2,150.00"``."""
+    return f"${amount.quantize(CENT):,}"
+
+
+def decide(
+    *,
+    offer: Decimal,
+    loadboard_rate: Decimal,
+    ceiling_rate: Decimal,
+    round_number: int,
+    max_rounds: int,
+    previous_counter: Decimal | None = None,
+) -> Decision:
+    """Decide on the carrier's ``offer`` in round ``round_number`` of ``max_rounds``.
+
+    ``previous_counter`` is the broker's last counter in this negotiation; counters never go
+    below it, so a negotiation's counters never decrease.
+    """
+    if round_number < 1 or round_number > max_rounds:
+        raise ValueError(f"round_number must be within 1..{max_rounds}, got {round_number}")
+    limit = round_limit(loadboard_rate, ceiling_rate, round_number, max_rounds)
+    already_offered = previous_counter is not None and offer <= min(previous_counter, ceiling_rate)
+    if offer <= loadboard_rate or offer <= limit or already_offered:
+        return Decision(
+            decision="accept",
+            counter_offer=None,
+            agreed_rate=offer,
+            is_final=True,
+            rounds_remaining=0,
+            message=f"Great, we can book this load at {format_money(offer)}.",
+        )
+    if round_number < max_rounds:
+        counter = counter_offer(loadboard_rate, ceiling_rate, limit)
+        if previous_counter is not None and previous_counter > counter:
+            counter = min(previous_counter, ceiling_rate)
+        remaining = max_rounds - round_number
+        return Decision(
+            decision="counter",
+            counter_offer=counter,
+            agreed_rate=None,
+            is_final=False,
+            rounds_remaining=remaining,
+            message=f"We can do {format_money(counter)} on this load.",
+        )
+    return Decision(
+        decision="reject",
+        counter_offer=None,
+        agreed_rate=None,
+        is_final=True,
+        rounds_remaining=0,
+        message=(
+            f"Sorry, {format_money(offer)} is more than we can pay for this load. "
+            "Thanks for calling."
+        ),
+    )

@@ -1,0 +1,147 @@
+"""Read queries, one per access pattern, as plain Core ``select()``s over a ``Connection``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, func, select
+
+from negotiation.models import Call, Load, NegotiationRound, NegotiationSession
+
+loads = cast(Table, Load.__table__)
+calls = cast(Table, Call.__table__)
+rounds = cast(Table, NegotiationRound.__table__)
+sessions = cast(Table, NegotiationSession.__table__)
+
+#: Marker for "any session" in :func:`rounds_by_call` (``None`` means the call's default one).
+ANY_SESSION: Any = object()
+
+
+def session_match(session_id: str | None) -> ColumnElement[bool]:
+    """``session_id = :id``, or ``IS NULL`` for a call's default negotiation (index-friendly)."""
+    column: ColumnElement[str | None] = rounds.c.session_id
+    return column.is_(None) if session_id is None else column == session_id
+
+
+def load_by_id(conn: Connection, load_id: str) -> Row[Any] | None:
+    return conn.execute(select(loads).where(loads.c.load_id == load_id)).first()
+
+
+def loads_page(
+    conn: Connection,
+    *,
+    origin: str | None,
+    destination: str | None,
+    equipment_type: str | None,
+    status: str | None,
+    after_load_id: str | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Loads ordered by ``load_id``, ``limit + 1`` rows so the caller can tell if more remain."""
+    query = select(loads).order_by(loads.c.load_id).limit(limit + 1)
+    for column, value in (
+        (loads.c.origin, origin),
+        (loads.c.destination, destination),
+        (loads.c.equipment_type, equipment_type),
+        (loads.c.status, status),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if after_load_id is not None:
+        query = query.where(loads.c.load_id > after_load_id)
+    return conn.execute(query).all()
+
+
+def call_by_id(conn: Connection, call_id: int) -> Row[Any] | None:
+    return conn.execute(select(calls).where(calls.c.id == call_id)).first()
+
+
+def call_exists(conn: Connection, call_id: int) -> bool:
+    return conn.execute(select(calls.c.id).where(calls.c.id == call_id)).first() is not None
+
+
+def last_decision_by_call(conn: Connection, call_id: int) -> str | None:
+    """The decision of the call's most recent round (None before any round, or a legacy one)."""
+    return conn.execute(
+        select(rounds.c.decision)
+        .where(rounds.c.call_id == call_id)
+        .order_by(rounds.c.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def rounds_by_call(
+    conn: Connection, call_id: int, session_id: Any, *, after_id: int | None, limit: int
+) -> Sequence[Row[Any]]:
+    """Rounds of a call, oldest first; ``session_id`` narrows to one negotiation of the call."""
+    query = select(rounds).where(rounds.c.call_id == call_id)
+    if session_id is not ANY_SESSION:
+        query = query.where(session_match(session_id))
+    return _page(conn, query, after_id, limit)
+
+
+def rounds_by_session(
+    conn: Connection, session_id: str, *, after_id: int | None, limit: int
+) -> Sequence[Row[Any]]:
+    """Rounds of a session across all its calls, oldest first."""
+    return _page(conn, select(rounds).where(rounds.c.session_id == session_id), after_id, limit)
+
+
+def rounds_filtered(
+    conn: Connection,
+    *,
+    call_id: int | None,
+    session_id: str | None,
+    decision: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    after_id: int | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """The general round query: any combination of call, session, decision and time range."""
+    conditions: list[ColumnElement[bool]] = []
+    if call_id is not None:
+        conditions.append(rounds.c.call_id == call_id)
+    if session_id is not None:
+        conditions.append(rounds.c.session_id == session_id)
+    if decision is not None:
+        conditions.append(rounds.c.decision == decision)
+    if since is not None:
+        conditions.append(rounds.c.timestamp >= since)
+    if until is not None:
+        conditions.append(rounds.c.timestamp < until)
+    return _page(conn, select(rounds).where(and_(True, *conditions)), after_id, limit)
+
+
+def _page(conn: Connection, query: Any, after_id: int | None, limit: int) -> Sequence[Row[Any]]:
+    if after_id is not None:
+        query = query.where(rounds.c.id > after_id)
+    return conn.execute(query.order_by(rounds.c.id).limit(limit + 1)).all()
+
+
+def session_by_id(conn: Connection, session_id: str) -> Row[Any] | None:
+    return conn.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
+
+
+def session_known(conn: Connection, session_id: str) -> bool:
+    """A session exists when it was created, or when rounds were recorded under its id."""
+    if session_by_id(conn, session_id) is not None:
+        return True
+    return (
+        conn.execute(select(rounds.c.id).where(rounds.c.session_id == session_id).limit(1)).first()
+        is not None
+    )
+
+
+def round_count_by_call(conn: Connection, call_id: int) -> int:
+    return int(conn.execute(select(func.count()).where(rounds.c.call_id == call_id)).scalar_one())
+
+
+def call_detail(conn: Connection, call_id: int) -> tuple[Row[Any], str | None] | None:
+    """The call and the decision of its latest round."""
+    call = call_by_id(conn, call_id)
+    if call is None:
+        return None
+    return call, last_decision_by_call(conn, call_id)

@@ -1,0 +1,217 @@
+"""Request and response bodies. Create schemas validate input; read schemas are built from rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+
+T = TypeVar("T")
+
+MAX_MONEY = Decimal("10000000")
+
+
+def _must_be_number(value: Any) -> Any:
+    # JSON carries money as a number; a string or a boolean is a client bug, not an amount.
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number, not a string or boolean")
+    return value
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+#: Money out: exact ``Decimal`` inside, a JSON number (``2300.1``) on the wire.
+Money = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+#: Money in: a positive JSON number with at most two decimals, at most 10,000,000.
+MoneyIn = Annotated[
+    Decimal,
+    BeforeValidator(_must_be_number),
+    Field(gt=0, le=MAX_MONEY, decimal_places=2, allow_inf_nan=False),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+#: Timestamps in: ISO 8601; naive ones are taken as UTC.
+UTCDatetime = Annotated[dt.datetime, AfterValidator(_as_utc)]
+Text = Annotated[str, Field(max_length=2000)]
+ShortText = Annotated[str, Field(min_length=1, max_length=255)]
+
+LoadStatus = Literal["available", "booked", "completed"]
+Outcome = Literal["negotiating", "accepted", "rejected", "transferred", "abandoned"]
+Sentiment = Literal["positive", "neutral", "negative"]
+DecisionKind = Literal["accept", "counter", "reject"]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` back as ``cursor`` for the next (null: last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class ReadModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class LoadCreate(BaseModel):
+    load_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.:]+$")]
+    origin: ShortText
+    destination: ShortText
+    pickup_datetime: UTCDatetime
+    delivery_datetime: UTCDatetime
+    equipment_type: ShortText
+    loadboard_rate: MoneyIn
+    max_rate: MoneyIn | None = None
+    notes: Text | None = None
+    weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    commodity_type: ShortText | None = None
+    num_of_pieces: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    miles: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    dimensions: ShortText | None = None
+    status: LoadStatus = "available"
+
+    @model_validator(mode="after")
+    def _ceiling_not_below_rate(self) -> LoadCreate:
+        if self.max_rate is not None and self.max_rate < self.loadboard_rate:
+            raise ValueError("max_rate must be at least loadboard_rate")
+        if self.delivery_datetime < self.pickup_datetime:
+            raise ValueError("delivery_datetime must not be before pickup_datetime")
+        return self
+
+
+class LoadRead(ReadModel):
+    load_id: str
+    origin: str
+    destination: str
+    pickup_datetime: dt.datetime
+    delivery_datetime: dt.datetime
+    equipment_type: str
+    loadboard_rate: Money
+    max_rate: Money | None
+    notes: str | None
+    weight: float | None
+    commodity_type: str | None
+    num_of_pieces: int | None
+    miles: float | None
+    dimensions: str | None
+    status: str | None
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
+
+
+class CallCreate(BaseModel):
+    load_id: Annotated[str, Field(min_length=1, max_length=64)]
+    carrier_mc_number: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    external_id: ShortText | None = None
+    initial_rate_offered: MoneyIn | None = None
+    call_start_time: UTCDatetime | None = None
+    notes: Text | None = None
+
+
+class CallUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome | None = None
+    sentiment: Sentiment | None = None
+    final_rate_agreed: MoneyIn | None = None
+    call_end_time: UTCDatetime | None = None
+    transferred_to_rep: bool | None = None
+    notes: Text | None = None
+    call_transcript: Annotated[str, Field(max_length=200_000)] | None = None
+
+
+class CallRead(ReadModel):
+    id: int
+    load_id: str | None
+    carrier_mc_number: str | None
+    external_id: str | None
+    outcome: str | None
+    sentiment: str | None
+    initial_rate_offered: Money | None
+    final_rate_agreed: Money | None
+    negotiation_rounds: int
+    call_start_time: dt.datetime | None
+    call_end_time: dt.datetime | None
+    call_duration: int | None
+    transferred_to_rep: bool
+    notes: str | None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_nulls(cls, data: Any) -> Any:
+        # Legacy rows may hold NULL counters and flags; the API always shows numbers/booleans.
+        if not isinstance(data, dict):
+            data = {name: getattr(data, name, None) for name in cls.model_fields}
+        data = dict(data)
+        data["negotiation_rounds"] = data.get("negotiation_rounds") or 0
+        data["transferred_to_rep"] = bool(data.get("transferred_to_rep"))
+        return data
+
+
+class CallDetail(CallRead):
+    last_decision: DecisionKind | None = None
+    agreed_rate: Money | None = None
+    call_transcript: str | None = None
+
+
+class OfferCreate(BaseModel):
+    call_id: int | str | None = None
+    carrier_offer: MoneyIn
+    #: Validated by the service (422 ``INVALID_SESSION_ID`` rather than a generic error).
+    session_id: str | None = None
+    notes: Text | None = None
+
+
+class RoundRead(ReadModel):
+    id: int
+    call_id: int | None
+    session_id: str | None
+    round_number: int
+    carrier_offer: Money | None
+    decision: DecisionKind | None
+    counter_offer: Money | None
+    agreed_rate: Money | None
+    accepted: bool
+    is_final: bool
+    rounds_remaining: int
+    system_response: str | None
+    notes: str | None
+    timestamp: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any, max_rounds: int) -> RoundRead:
+        """Build from a ``negotiations`` row; the flags follow from the decision."""
+        decision = row.decision if row.decision in ("accept", "counter", "reject") else None
+        is_final = decision in ("accept", "reject")
+        return cls(
+            id=row.id,
+            call_id=row.call_id,
+            session_id=row.session_id,
+            round_number=row.round_number,
+            carrier_offer=row.carrier_offer,
+            decision=decision,
+            counter_offer=row.counter_offer,
+            agreed_rate=row.carrier_offer if decision == "accept" else None,
+            accepted=decision == "accept",
+            is_final=is_final,
+            rounds_remaining=0 if is_final else max(max_rounds - row.round_number, 0),
+            system_response=row.system_response,
+            notes=row.notes,
+            timestamp=row.timestamp,
+        )
+
+
+class HealthRead(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: str
+    version: str

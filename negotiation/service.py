@@ -1,0 +1,240 @@
+"""Write units: each function runs inside one transaction that :class:`~negotiation.db.Database`
+opens and commits. They raise :class:`~negotiation.errors.ApiError` for anything the client can fix;
+the raise rolls the whole unit back, so nothing is ever half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from negotiation import policy
+from negotiation.errors import ApiError, not_found
+from negotiation.ids import validate_session_id
+from negotiation.queries import (
+    call_by_id,
+    calls,
+    load_by_id,
+    loads,
+    rounds,
+    session_match,
+    sessions,
+)
+from negotiation.schemas import CallCreate, CallUpdate, LoadCreate
+from negotiation.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """The settings a negotiation round depends on."""
+
+    max_rounds: int
+    max_markup: Decimal
+    session_ttl_seconds: int
+    require_sessions: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PolicySettings:
+        return cls(
+            settings.max_rounds,
+            settings.max_markup,
+            settings.session_ttl_seconds,
+            settings.require_sessions,
+        )
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def check_session_id(session_id: str | None) -> None:
+    """422 ``INVALID_SESSION_ID`` unless ``session_id`` is None or a valid id."""
+    if session_id is not None and not validate_session_id(session_id):
+        raise ApiError(
+            422,
+            "INVALID_SESSION_ID",
+            "session_id must be 1-128 characters of letters, digits, '_', '-', '.' or ':'.",
+        )
+
+
+def create_load(conn: Connection, data: LoadCreate, now: dt.datetime) -> Row[Any]:
+    values = data.model_dump() | {"created_at": now, "updated_at": now}
+    try:
+        conn.execute(insert(loads).values(values))
+    except IntegrityError:
+        raise ApiError(409, "LOAD_EXISTS", f"Load {data.load_id} already exists") from None
+    row = load_by_id(conn, data.load_id)
+    assert row is not None
+    return row
+
+
+def create_call(conn: Connection, data: CallCreate, now: dt.datetime) -> Row[Any]:
+    load = load_by_id(conn, data.load_id)
+    if load is None:
+        raise not_found("LOAD_NOT_FOUND", "Load", data.load_id)
+    values = {
+        "load_id": data.load_id,
+        "carrier_mc_number": data.carrier_mc_number,
+        "external_id": data.external_id,
+        "initial_rate_offered": data.initial_rate_offered or load.loadboard_rate,
+        "call_start_time": data.call_start_time or now,
+        "outcome": "negotiating",
+        "negotiation_rounds": 0,
+        "transferred_to_rep": False,
+        "notes": data.notes,
+    }
+    try:
+        call_id = conn.execute(insert(calls).values(values).returning(calls.c.id)).scalar_one()
+    except IntegrityError:
+        raise ApiError(
+            409, "CALL_EXISTS", f"A call with external_id {data.external_id} already exists"
+        ) from None
+    row = call_by_id(conn, call_id)
+    assert row is not None
+    return row
+
+
+def update_call(conn: Connection, call_id: int, data: CallUpdate) -> Row[Any]:
+    call = call_by_id(conn, call_id)
+    if call is None:
+        raise not_found("CALL_NOT_FOUND", "Call", call_id)
+    values = data.model_dump(exclude_unset=True)
+    if values.get("call_end_time") is not None:
+        start = call.call_start_time
+        if start is not None:
+            if values["call_end_time"] < start:
+                raise ApiError(
+                    422, "VALIDATION_ERROR", "call_end_time must not be before call_start_time."
+                )
+            values["call_duration"] = int((values["call_end_time"] - start).total_seconds())
+    if values:
+        conn.execute(update(calls).where(calls.c.id == call_id).values(values))
+    row = call_by_id(conn, call_id)
+    assert row is not None
+    return row
+
+
+def _touch_session(
+    conn: Connection, session_id: str, cfg: PolicySettings, now: dt.datetime
+) -> None:
+    """Register an unseen session (unless sessions are required) and record activity on it."""
+    session = conn.execute(
+        select(sessions.c.status, sessions.c.expires_at, sessions.c.ttl_seconds).where(
+            sessions.c.session_id == session_id
+        )
+    ).first()
+    if session is None:
+        if cfg.require_sessions:
+            raise not_found("SESSION_NOT_FOUND", "Session", session_id)
+        ttl = cfg.session_ttl_seconds
+        conn.execute(
+            insert(sessions).values(
+                session_id=session_id,
+                status="active",
+                ttl_seconds=ttl,
+                created_at=now,
+                last_activity=now,
+                expires_at=now + dt.timedelta(seconds=ttl),
+            )
+        )
+        return
+    if session.status == "closed":
+        raise ApiError(409, "SESSION_CLOSED", f"Session {session_id} is closed")
+    if session.expires_at <= now:
+        raise ApiError(410, "SESSION_EXPIRED", f"Session {session_id} has expired")
+    conn.execute(
+        update(sessions)
+        .where(sessions.c.session_id == session_id)
+        .values(last_activity=now, expires_at=now + dt.timedelta(seconds=session.ttl_seconds))
+    )
+
+
+def record_round(
+    conn: Connection,
+    *,
+    call_id: int,
+    offer: Decimal,
+    session_id: str | None,
+    notes: str | None,
+    cfg: PolicySettings,
+    now: dt.datetime,
+) -> Row[Any]:
+    """Decide on ``offer`` and record it as the next round of the (call, session) negotiation.
+
+    Round numbers are the server's. Concurrent requests for one call are serialised: on
+    PostgreSQL by a row lock on the call, on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
+    """
+    check_session_id(session_id)
+    call_query = (
+        select(calls.c.id, calls.c.load_id, loads.c.loadboard_rate, loads.c.max_rate)
+        .select_from(calls.outerjoin(loads, loads.c.load_id == calls.c.load_id))
+        .where(calls.c.id == call_id)
+    )
+    if conn.dialect.name == "postgresql":
+        call_query = call_query.with_for_update(of=calls)
+    call = conn.execute(call_query).first()
+    if call is None:
+        raise not_found("CALL_NOT_FOUND", "Call", call_id)
+    if call.loadboard_rate is None:
+        raise ApiError(
+            409, "CALL_HAS_NO_LOAD", f"Call {call_id} has no load, so there is no rate to negotiate"
+        )
+
+    last = conn.execute(
+        select(rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
+        .where(rounds.c.call_id == call_id, session_match(session_id))
+        .order_by(rounds.c.round_number.desc(), rounds.c.id.desc())
+        .limit(1)
+    ).first()
+    if last is not None and (
+        last.decision in ("accept", "reject") or last.round_number >= cfg.max_rounds
+    ):
+        where = f" in session {session_id}" if session_id else ""
+        raise ApiError(
+            409,
+            "NEGOTIATION_CLOSED",
+            f"The negotiation for call {call_id}{where} already reached a final decision",
+        )
+    if session_id is not None:
+        _touch_session(conn, session_id, cfg, now)
+
+    round_number = 1 if last is None else last.round_number + 1
+    loadboard_rate: Decimal = call.loadboard_rate
+    decision = policy.decide(
+        offer=offer,
+        loadboard_rate=loadboard_rate,
+        ceiling_rate=policy.ceiling(loadboard_rate, call.max_rate, cfg.max_markup),
+        round_number=round_number,
+        max_rounds=cfg.max_rounds,
+        previous_counter=last.counter_offer if last is not None else None,
+    )
+    row = conn.execute(
+        insert(rounds)
+        .values(
+            call_id=call_id,
+            session_id=session_id,
+            round_number=round_number,
+            carrier_offer=offer,
+            decision=decision.decision,
+            counter_offer=decision.counter_offer,
+            system_response=decision.message,
+            notes=notes,
+            timestamp=now,
+        )
+        .returning(*rounds.c)
+    ).one()
+
+    call_values: dict[str, Any] = {
+        "negotiation_rounds": func.coalesce(calls.c.negotiation_rounds, 0) + 1
+    }
+    if decision.decision == "accept":
+        call_values |= {"outcome": "accepted", "final_rate_agreed": offer}
+    elif decision.decision == "reject":
+        call_values["outcome"] = "rejected"
+    conn.execute(update(calls).where(calls.c.id == call_id).values(call_values))
+    return row

@@ -1,0 +1,96 @@
+"""Test databases: built by running the Alembic migrations, one fresh database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from negotiation.db import normalize_url
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Name of the environment variable with the PostgreSQL server URL for tests.
+POSTGRES_URL_ENV = "NEGOTIATION_TEST_POSTGRES_URL"
+
+TABLES = ("idempotency_keys", "negotiations", "sessions", "calls", "carriers", "loads")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's config from the repo's alembic.ini, optionally sharing ``connection``."""
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.attributes["configure_logger"] = False
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def run_alembic(url: str, fn: str = "upgrade", revision: str = "head") -> None:
+    """Run ``alembic <fn> <revision>`` against ``url`` on a shared connection."""
+
+    def _run(connection: Connection) -> None:
+        getattr(command, fn)(alembic_config(connection), revision)
+
+    if normalize_url(url, asynchronous=False).get_backend_name() == "sqlite":
+        engine = create_engine(normalize_url(url, asynchronous=False))
+        with engine.connect() as connection:
+            _run(connection)
+            connection.commit()
+        engine.dispose()
+        return
+
+    async def _async() -> None:
+        engine = create_async_engine(normalize_url(url, asynchronous=True))
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+        await engine.dispose()
+
+    asyncio.run(_async())
+
+
+def postgres_server_url() -> str | None:
+    return os.environ.get(POSTGRES_URL_ENV) or None
+
+
+async def _admin(server_url: str, *statements: str) -> None:
+    engine = create_async_engine(
+        normalize_url(server_url, asynchronous=True), isolation_level="AUTOCOMMIT"
+    )
+    async with engine.connect() as conn:
+        for statement in statements:
+            await conn.execute(text(statement))
+    await engine.dispose()
+
+
+def create_postgres_database(server_url: str, name: str) -> str:
+    """(Re)create database ``name`` on the server and return its URL."""
+    asyncio.run(
+        _admin(
+            server_url,
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'CREATE DATABASE "{name}"',
+        )
+    )
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(server_url: str, name: str) -> None:
+    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def truncate_postgres(url: str) -> None:
+    """Empty every table (ids restart) so the next test starts from a fresh database."""
+    asyncio.run(_admin(url, f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+
+
+def copy_sqlite(template: Path, target: Path) -> str:
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
