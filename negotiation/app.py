@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from functools import cached_property
 
@@ -21,11 +22,12 @@ from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
 from negotiation.controllers.loads import LoadController
 from negotiation.controllers.negotiations import NegotiationController
+from negotiation.controllers.sessions import SessionController
 from negotiation.db import Database
 from negotiation.errors import EXCEPTION_HANDLERS
 from negotiation.logs import logging_config
 from negotiation.middleware import RequestContextMiddleware
-from negotiation.service import PolicySettings
+from negotiation.service import PolicySettings, utcnow
 from negotiation.settings import Settings, get_settings
 
 logger = logging.getLogger("negotiation.app")
@@ -42,6 +44,11 @@ def _provide_db(state: State) -> Database:
 def _provide_policy_settings(state: State) -> PolicySettings:
     cfg: PolicySettings = state.policy_settings
     return cfg
+
+
+def _provide_now(state: State) -> dt.datetime:
+    now: dt.datetime = state.clock()
+    return now
 
 
 class NegotiationApp(Litestar):
@@ -65,8 +72,14 @@ class NegotiationApp(Litestar):
         return RequestContextMiddleware(self._handle)
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the service; tests pass their own ``settings``, the server reads the environment."""
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], dt.datetime] = utcnow
+) -> Litestar:
+    """Build the service; tests pass their own ``settings``, the server reads the environment.
+
+    ``clock`` (aware UTC ``datetime``) is the time handlers record and judge expiry by; tests
+    pass a controllable one instead of sleeping.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -84,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     api = Router(
         path="/api",
-        route_handlers=[LoadController, CallController, NegotiationController],
+        route_handlers=[LoadController, CallController, NegotiationController, SessionController],
         guards=[require_api_key],
         security=[{"apiKey": []}],
     )
@@ -92,11 +105,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[api, health],
         lifespan=[lifespan],
         state=State(
-            {"settings": settings, "policy_settings": PolicySettings.from_settings(settings)}
+            {
+                "settings": settings,
+                "policy_settings": PolicySettings.from_settings(settings),
+                "clock": clock,
+            }
         ),
         dependencies={
             "db": Provide(_provide_db, sync_to_thread=False),
             "policy_settings": Provide(_provide_policy_settings, sync_to_thread=False),
+            "now": Provide(_provide_now, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=logging_config(settings.log_level),

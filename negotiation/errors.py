@@ -27,6 +27,8 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from negotiation.db import DatabaseBusy, DatabaseUnavailable
+from negotiation.ids import validate_session_id
+from negotiation.middleware import session_from_body, session_in_path
 
 logger = logging.getLogger("negotiation.errors")
 
@@ -50,6 +52,11 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+INVALID_SESSION_ID_MESSAGE = (
+    "session_id must be 1-128 characters of letters, digits, '_', '-', '.' or ':'."
+)
+
+
 def not_found(code: str, what: str, ident: object) -> ApiError:
     """404 ``code`` with the message ``<what> <ident> not found``."""
     return ApiError(HTTP_404_NOT_FOUND, code, f"{what} {ident} not found")
@@ -64,7 +71,7 @@ def envelope(
         "success": False,
         "error": {"code": code, "message": message, "details": details},
         "request_id": state.get("request_id"),
-        "session_id": state.get("session_id"),
+        "session_id": session_from_body(state),
         "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
     }
 
@@ -134,6 +141,10 @@ def handle_http_exception(
     if status == HTTP_400_BAD_REQUEST and _is_json_error(exc):
         return _respond(request, 400, "INVALID_JSON", "The request body is not valid JSON.")
     if isinstance(exc, NotFoundException) and exc.detail in ("Not Found", "", None):
+        named = session_in_path(request.scope["path"])
+        if named is not None and (named in (".", "..") or not validate_session_id(named)):
+            # A session route whose id could not be a path segment, e.g. "../x" or "a b/c".
+            return _respond(request, 422, "INVALID_SESSION_ID", INVALID_SESSION_ID_MESSAGE)
         return _respond(
             request, 404, "NOT_FOUND", f"No route for {request.method} {request.url.path}."
         )

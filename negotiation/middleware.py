@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -11,7 +12,7 @@ from urllib.parse import parse_qs
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from negotiation.ids import validate_session_id
 
@@ -22,11 +23,24 @@ _SESSION_IN_PATH = re.compile(
     r"^/(?:api/sessions|api/negotiations/session|api/reports/sessions|ui/sessions)/([^/]+)"
 )
 _CALL_IN_PATH = re.compile(r"^/api/calls/(\d{1,18})(?:/|$)")
+#: How much of a request body is kept to find a ``session_id`` in it for an error response.
+_KEPT_BODY_BYTES = 64 * 1024
+
+
+def session_in_path(path: str) -> str | None:
+    """The path segment that names a session on a session route (not validated)."""
+    match = _SESSION_IN_PATH.match(path)
+    return match.group(1) if match else None
+
+
+def _usable(session_id: str | None) -> bool:
+    # "." and ".." are path navigation, not the id of the session the request is about.
+    return validate_session_id(session_id) and session_id not in (".", "..")
 
 
 def _named_session(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
-    if match := _SESSION_IN_PATH.match(scope["path"]):
-        return match.group(1)
+    if (in_path := session_in_path(scope["path"])) is not None:
+        return in_path
     query = scope.get("query_string", b"")
     if b"session_id=" in query:
         values = parse_qs(query.decode("latin-1")).get("session_id")
@@ -40,7 +54,8 @@ class RequestContextMiddleware:
     """Sets ``X-Request-ID`` and ``X-Session-ID`` on every response and logs each request.
 
     Handlers that learn a session id from the body put it in ``request.state.session_id``
-    (and a call id in ``request.state.call_id``) before responding.
+    (and a call id in ``request.state.call_id``) before responding; failing that, a valid
+    ``session_id`` in the JSON body is used (see :func:`session_from_body`).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -57,7 +72,9 @@ class RequestContextMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         session_id = _named_session(scope, headers)
-        state["session_id"] = session_id if validate_session_id(session_id) else None
+        state["session_id"] = session_id if _usable(session_id) else None
+        if state["session_id"] is None:
+            receive = _keeping_body(receive, state)
         if match := _CALL_IN_PATH.match(scope["path"]):
             state["call_id"] = int(match.group(1))
         status = 500
@@ -68,8 +85,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 response_headers = MutableScopeHeaders.from_message(message)
                 response_headers["X-Request-ID"] = request_id
-                if state.get("session_id"):
-                    response_headers["X-Session-ID"] = state["session_id"]
+                if session_id := session_from_body(state):
+                    response_headers["X-Session-ID"] = session_id
             await send(message)
 
         try:
@@ -87,3 +104,38 @@ class RequestContextMiddleware:
             if state.get("call_id") is not None:
                 fields["call_id"] = state["call_id"]
             access_log.info("request", extra={"fields": fields})
+
+
+def _keeping_body(receive: Receive, state: dict[str, Any]) -> Receive:
+    """``receive`` that also keeps the body's first bytes for :func:`session_from_body`."""
+    kept: list[bytes] = []
+    state["_body_kept"] = kept
+
+    async def keep() -> ReceiveMessage:
+        message = await receive()
+        if message["type"] == "http.request" and sum(map(len, kept)) < _KEPT_BODY_BYTES:
+            kept.append(message.get("body", b""))
+        return message
+
+    return keep
+
+
+def session_from_body(state: dict[str, Any]) -> str | None:
+    """The request's session: the one already known, else a valid ``session_id`` in its JSON body.
+
+    For responses produced before a handler could name the session (a body that failed
+    validation, say), so that error envelopes, ``X-Session-ID`` and the log line still carry it.
+    """
+    if state.get("session_id") or not state.get("_body_kept"):
+        return state.get("session_id")
+    body = b"".join(state.pop("_body_kept"))
+    if b'"session_id"' not in body:
+        return None
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    candidate = parsed.get("session_id") if isinstance(parsed, dict) else None
+    if isinstance(candidate, str) and _usable(candidate):
+        state["session_id"] = candidate
+    return state.get("session_id")

@@ -28,15 +28,16 @@ def decode_cursor(cursor: str, kind: str, position_type: type | tuple[type, ...]
         padded = cursor + "=" * (-len(cursor) % 4)
         version, cursor_kind, position = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError, binascii.Error):
-        raise _invalid() from None
+        raise invalid_cursor() from None
     if version != _VERSION or cursor_kind != kind or not isinstance(position, position_type):
-        raise _invalid()
+        raise invalid_cursor()
     if isinstance(position, bool):
-        raise _invalid()
+        raise invalid_cursor()
     return position
 
 
-def _invalid() -> ApiError:
+def invalid_cursor() -> ApiError:
+    """422 ``INVALID_CURSOR``: for a cursor that decodes but names no valid position."""
     return ApiError(
         422, "INVALID_CURSOR", "The cursor was not issued by this service; start again without it."
     )

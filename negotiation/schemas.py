@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -209,6 +210,82 @@ class RoundRead(ReadModel):
             notes=row.notes,
             timestamp=row.timestamp,
         )
+
+
+#: Bounds on a session's ``metadata``: its compact JSON size and how deeply it nests.
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 8
+#: The longest ``ttl_seconds`` a session may ask for: one year.
+MAX_SESSION_TTL = 365 * 24 * 3600
+
+SessionStatus = Literal["active", "closed", "expired"]
+
+
+def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    # Checked iteratively first, so a deeply nested body cannot exhaust the stack in json.dumps.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata may nest at most {MAX_METADATA_DEPTH} levels deep")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES} bytes are allowed"
+        )
+    return value
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Validated by the service (422 ``INVALID_SESSION_ID``); omitted: one is generated.
+    session_id: str | None = None
+    client_id: ShortText | None = None
+    metadata: Annotated[dict[str, Any], AfterValidator(_bounded_metadata)] | None = None
+    ttl_seconds: Annotated[int, Field(ge=1, le=MAX_SESSION_TTL)] | None = None
+
+
+class SessionRead(BaseModel):
+    """A session. The timestamps are null only for a session known solely from legacy rounds."""
+
+    session_id: str
+    client_id: str | None
+    metadata: dict[str, Any] | None
+    status: SessionStatus
+    ttl_seconds: int
+    created_at: dt.datetime | None
+    last_activity: dt.datetime | None
+    expires_at: dt.datetime | None
+
+
+class SessionSummary(SessionRead):
+    round_count: int
+
+
+class SessionStats(BaseModel):
+    round_count: int
+    call_ids: list[int]
+    last_offer: Money | None
+    last_counter_offer: Money | None
+    last_decision: DecisionKind | None
+    agreed_rate: Money | None
+
+
+class SessionDetail(SessionRead):
+    stats: SessionStats
+
+
+class SessionClosed(BaseModel):
+    session_id: str
+    status: Literal["closed"] = "closed"
+
+
+class SessionPurged(BaseModel):
+    session_id: str
+    purged_rounds: int
 
 
 class HealthRead(BaseModel):

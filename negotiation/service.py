@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 
 from negotiation import policy
 from negotiation.errors import ApiError, not_found
-from negotiation.ids import validate_session_id
 from negotiation.queries import (
     call_by_id,
     calls,
@@ -23,9 +22,10 @@ from negotiation.queries import (
     loads,
     rounds,
     session_match,
-    sessions,
 )
 from negotiation.schemas import CallCreate, CallUpdate, LoadCreate
+from negotiation.sessions import check_session_id as check_session_id  # re-exported
+from negotiation.sessions import touch_session
 from negotiation.settings import Settings
 
 
@@ -50,16 +50,6 @@ class PolicySettings:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def check_session_id(session_id: str | None) -> None:
-    """422 ``INVALID_SESSION_ID`` unless ``session_id`` is None or a valid id."""
-    if session_id is not None and not validate_session_id(session_id):
-        raise ApiError(
-            422,
-            "INVALID_SESSION_ID",
-            "session_id must be 1-128 characters of letters, digits, '_', '-', '.' or ':'.",
-        )
 
 
 def create_load(conn: Connection, data: LoadCreate, now: dt.datetime) -> Row[Any]:
@@ -119,41 +109,6 @@ def update_call(conn: Connection, call_id: int, data: CallUpdate) -> Row[Any]:
     return row
 
 
-def _touch_session(
-    conn: Connection, session_id: str, cfg: PolicySettings, now: dt.datetime
-) -> None:
-    """Register an unseen session (unless sessions are required) and record activity on it."""
-    session = conn.execute(
-        select(sessions.c.status, sessions.c.expires_at, sessions.c.ttl_seconds).where(
-            sessions.c.session_id == session_id
-        )
-    ).first()
-    if session is None:
-        if cfg.require_sessions:
-            raise not_found("SESSION_NOT_FOUND", "Session", session_id)
-        ttl = cfg.session_ttl_seconds
-        conn.execute(
-            insert(sessions).values(
-                session_id=session_id,
-                status="active",
-                ttl_seconds=ttl,
-                created_at=now,
-                last_activity=now,
-                expires_at=now + dt.timedelta(seconds=ttl),
-            )
-        )
-        return
-    if session.status == "closed":
-        raise ApiError(409, "SESSION_CLOSED", f"Session {session_id} is closed")
-    if session.expires_at <= now:
-        raise ApiError(410, "SESSION_EXPIRED", f"Session {session_id} has expired")
-    conn.execute(
-        update(sessions)
-        .where(sessions.c.session_id == session_id)
-        .values(last_activity=now, expires_at=now + dt.timedelta(seconds=session.ttl_seconds))
-    )
-
-
 def record_round(
     conn: Connection,
     *,
@@ -166,8 +121,9 @@ def record_round(
 ) -> Row[Any]:
     """Decide on ``offer`` and record it as the next round of the (call, session) negotiation.
 
-    Round numbers are the server's. Concurrent requests for one call are serialised: on
-    PostgreSQL by a row lock on the call, on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
+    Round numbers are the server's. Concurrent requests for one negotiation are serialised: on
+    PostgreSQL by a row lock on its session (or on the call, for the call's default
+    negotiation), on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
     """
     check_session_id(session_id)
     call_query = (
@@ -175,7 +131,7 @@ def record_round(
         .select_from(calls.outerjoin(loads, loads.c.load_id == calls.c.load_id))
         .where(calls.c.id == call_id)
     )
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and session_id is None:
         call_query = call_query.with_for_update(of=calls)
     call = conn.execute(call_query).first()
     if call is None:
@@ -183,6 +139,11 @@ def record_round(
     if call.loadboard_rate is None:
         raise ApiError(
             409, "CALL_HAS_NO_LOAD", f"Call {call_id} has no load, so there is no rate to negotiate"
+        )
+    if session_id is not None:
+        # Before reading the last round: this takes the session's lock (see negotiation.sessions).
+        touch_session(
+            conn, session_id, ttl=cfg.session_ttl_seconds, require=cfg.require_sessions, now=now
         )
 
     last = conn.execute(
@@ -200,9 +161,6 @@ def record_round(
             "NEGOTIATION_CLOSED",
             f"The negotiation for call {call_id}{where} already reached a final decision",
         )
-    if session_id is not None:
-        _touch_session(conn, session_id, cfg, now)
-
     round_number = 1 if last is None else last.round_number + 1
     loadboard_rate: Decimal = call.loadboard_rate
     decision = policy.decide(

@@ -7,7 +7,15 @@ from typing import Any
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import JSONBody
 
-from negotiation.controllers.params import AfterId, CallId, Db, Limit, Policy, SessionIdQuery
+from negotiation.controllers.params import (
+    AfterId,
+    CallId,
+    Db,
+    Limit,
+    Now,
+    Policy,
+    SessionIdQuery,
+)
 from negotiation.errors import ApiError, not_found
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import ANY_SESSION, call_detail, call_exists, rounds_by_call
@@ -56,6 +64,7 @@ class CallController(Controller):
         data: JSONBody[OfferCreate],
         db: Db,
         policy_settings: Policy,
+        now: Now,
     ) -> RoundRead:
         if data.call_id is not None and str(data.call_id).strip() != str(call_id):
             raise ApiError(
@@ -73,7 +82,7 @@ class CallController(Controller):
             session_id=session_id,
             notes=data.notes,
             cfg=policy_settings,
-            now=utcnow(),
+            now=now,
         )
         return RoundRead.from_row(row, policy_settings.max_rounds)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from litestar.di import NamedDependency
@@ -23,6 +24,9 @@ Cursor = Annotated[
     str | None, QueryParameter(max_length=512, description="next_cursor of the previous page")
 ]
 SessionIdQuery = Annotated[str | None, QueryParameter(description="Only this session's rounds")]
+SessionIdPath = Annotated[str, PathParameter(description="The session's id")]
 
 Db = NamedDependency[Database]
 Policy = NamedDependency[PolicySettings]
+#: The current time from the app's clock (injectable in tests).
+Now = NamedDependency[dt.datetime]

@@ -1,0 +1,139 @@
+"""Sessions: create (own or generated id), read with stats, list, close or purge."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from litestar import Controller, Request, delete, get, post
+from litestar.params import FromQuery, JSONBody, QueryParameter
+
+from negotiation.controllers.params import Cursor, Db, Limit, Now, Policy, SessionIdPath
+from negotiation.errors import not_found
+from negotiation.pagination import decode_cursor, encode_cursor, invalid_cursor
+from negotiation.schemas import (
+    Page,
+    SessionClosed,
+    SessionCreate,
+    SessionDetail,
+    SessionPurged,
+    SessionRead,
+    SessionStatus,
+    SessionSummary,
+)
+from negotiation.sessions import (
+    check_session_id,
+    close_session,
+    create_session,
+    purge_session,
+    session_detail,
+    session_view,
+    sessions_page,
+)
+
+ClientIdQuery = Annotated[
+    str | None, QueryParameter(min_length=1, max_length=255, description="Only this client's")
+]
+
+
+class SessionController(Controller):
+    path = "/sessions"
+    tags = ["sessions"]
+
+    @post(operation_id="createSession", summary="Start a session under your own id or a new one")
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        policy_settings: Policy,
+        now: Now,
+        data: JSONBody[SessionCreate | None] = None,
+    ) -> SessionRead:
+        data = data or SessionCreate()
+        check_session_id(data.session_id)
+        request.state.session_id = data.session_id
+        row = await db.write(
+            create_session, data, default_ttl=policy_settings.session_ttl_seconds, now=now
+        )
+        request.state.session_id = row.session_id
+        return SessionRead.model_validate(session_view(row, now))
+
+    @get("/{session_id:str}", operation_id="getSession", summary="A session with its statistics")
+    async def read(
+        self, session_id: SessionIdPath, db: Db, policy_settings: Policy, now: Now
+    ) -> SessionDetail:
+        check_session_id(session_id)
+        view = await db.read(
+            session_detail, session_id, default_ttl=policy_settings.session_ttl_seconds, now=now
+        )
+        if view is None:
+            raise not_found("SESSION_NOT_FOUND", "Session", session_id)
+        return SessionDetail.model_validate(view)
+
+    @get(operation_id="listSessions", summary="Sessions, most recent activity first")
+    async def list(
+        self,
+        db: Db,
+        now: Now,
+        status: FromQuery[SessionStatus | None] = None,
+        client_id: ClientIdQuery = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> Page[SessionSummary]:
+        rows, counts = await db.read(
+            sessions_page,
+            status=status,
+            client_id=client_id,
+            after=_position(cursor) if cursor else None,
+            limit=limit,
+            now=now,
+        )
+        items = [
+            SessionSummary.model_validate(
+                session_view(r, now) | {"round_count": counts.get(r.session_id, 0)}
+            )
+            for r in rows[:limit]
+        ]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(
+                "sessions", [last.last_activity.isoformat(), last.session_id]
+            )
+        return Page(items=items, next_cursor=next_cursor)
+
+    @delete(
+        "/{session_id:str}",
+        status_code=200,
+        operation_id="deleteSession",
+        summary="Close a session (history kept), or purge it with all its rounds",
+    )
+    async def remove(
+        self,
+        session_id: SessionIdPath,
+        db: Db,
+        policy_settings: Policy,
+        now: Now,
+        purge: FromQuery[bool] = False,
+    ) -> SessionClosed | SessionPurged:
+        check_session_id(session_id)
+        if purge:
+            purged = await db.write(purge_session, session_id)
+            return SessionPurged(session_id=session_id, purged_rounds=purged)
+        await db.write(
+            close_session, session_id, default_ttl=policy_settings.session_ttl_seconds, now=now
+        )
+        return SessionClosed(session_id=session_id)
+
+
+def _position(cursor: str) -> tuple[dt.datetime, str]:
+    """The (last_activity, session_id) a sessions cursor resumes after."""
+    position = decode_cursor(cursor, "sessions", list)
+    try:
+        at, session_id = position
+        when = dt.datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        raise invalid_cursor() from None
+    if when.tzinfo is None or not isinstance(session_id, str):
+        raise invalid_cursor()
+    return when, session_id

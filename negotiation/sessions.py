@@ -1,0 +1,321 @@
+"""Sessions: units of work and queries for the session resource and its lifecycle.
+
+A session's stored ``status`` is ``active`` or ``closed``; ``expired`` is derived when read
+(``expires_at <= now``), so listing by status is correct without a background job.
+
+Locking on PostgreSQL: a round that names a session locks that session's row first, which
+serialises the rounds of a session; a purge locks the session row, then the calls it touches in
+id order. Nothing locks a call and then waits for a session, so these never deadlock. SQLite
+runs one writer at a time (``BEGIN IMMEDIATE``), so the same code is serial there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from negotiation.errors import INVALID_SESSION_ID_MESSAGE, ApiError, not_found
+from negotiation.ids import generate_session_id, validate_session_id
+from negotiation.queries import calls, rounds, sessions
+from negotiation.schemas import SessionCreate, SessionStatus
+
+DECISIONS = ("accept", "counter", "reject")
+
+
+def check_session_id(session_id: str | None) -> None:
+    """422 ``INVALID_SESSION_ID`` unless ``session_id`` is None or a valid id."""
+    if session_id is not None and not validate_session_id(session_id):
+        raise ApiError(422, "INVALID_SESSION_ID", INVALID_SESSION_ID_MESSAGE)
+
+
+def session_exists_error(session_id: str) -> ApiError:
+    return ApiError(
+        409,
+        "SESSION_EXISTS",
+        f"Session ID '{session_id}' already exists. Please use a different ID or omit it for "
+        "auto-generation.",
+    )
+
+
+def derived_status(stored: str, expires_at: dt.datetime | None, now: dt.datetime) -> SessionStatus:
+    """``closed`` as stored; an active session past ``expires_at`` reads as ``expired``."""
+    if stored == "closed":
+        return "closed"
+    return "expired" if expires_at is not None and expires_at <= now else "active"
+
+
+def session_view(row: Row[Any], now: dt.datetime) -> dict[str, Any]:
+    """A ``sessions`` row as the API shows it."""
+    m = row._mapping
+    return {
+        "session_id": m["session_id"],
+        "client_id": m["client_id"],
+        "metadata": m["metadata"],
+        "status": derived_status(m["status"], m["expires_at"], now),
+        "ttl_seconds": m["ttl_seconds"],
+        "created_at": m["created_at"],
+        "last_activity": m["last_activity"],
+        "expires_at": m["expires_at"],
+    }
+
+
+def _insert_if_absent(conn: Connection, values: dict[str, Any]) -> Row[Any] | None:
+    """Insert a session row unless the id is taken; the new row, or None when it was.
+
+    ``ON CONFLICT DO NOTHING`` rather than catching the unique violation: on PostgreSQL a
+    concurrent insert of the same id waits for the first to commit and then does nothing, and
+    the transaction stays usable either way.
+    """
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(sessions)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[sessions.c.session_id])
+        .returning(*sessions.c)
+    )
+    return conn.execute(statement).first()
+
+
+def _new_session(session_id: str, ttl: int, now: dt.datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "status": "active",
+        "ttl_seconds": ttl,
+        "created_at": now,
+        "last_activity": now,
+        "expires_at": now + dt.timedelta(seconds=ttl),
+        **extra,
+    }
+
+
+def _used_by_rounds(conn: Connection, session_id: str) -> bool:
+    query = select(rounds.c.id).where(rounds.c.session_id == session_id).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def _locked_session(conn: Connection, session_id: str) -> Row[Any] | None:
+    query = select(sessions).where(sessions.c.session_id == session_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def create_session(
+    conn: Connection, data: SessionCreate, *, default_ttl: int, now: dt.datetime
+) -> Row[Any]:
+    """Create a session under the caller's id or a generated one; 409 if the id is in use."""
+    check_session_id(data.session_id)
+    session_id = data.session_id or generate_session_id(now)
+    if data.session_id is not None and _used_by_rounds(conn, session_id):
+        raise session_exists_error(session_id)
+    values = _new_session(
+        session_id,
+        data.ttl_seconds or default_ttl,
+        now,
+        client_id=data.client_id,
+        metadata=data.metadata,
+    )
+    row = _insert_if_absent(conn, values)
+    if row is None:
+        raise session_exists_error(session_id)
+    return row
+
+
+def touch_session(
+    conn: Connection, session_id: str, *, ttl: int, require: bool, now: dt.datetime
+) -> None:
+    """Check a round may be recorded in the session and record the activity on it.
+
+    An unseen id is registered (with ``ttl``), unless ``require`` is set: then only created
+    sessions, or ids already used by rounds, are accepted.
+    """
+    session = _locked_session(conn, session_id)
+    if session is None:
+        if require and not _used_by_rounds(conn, session_id):
+            raise not_found("SESSION_NOT_FOUND", "Session", session_id)
+        if _insert_if_absent(conn, _new_session(session_id, ttl, now)) is not None:
+            return
+        # A concurrent round registered it first; continue with that row.
+        session = _locked_session(conn, session_id)
+        assert session is not None
+    if session.status == "closed":
+        raise ApiError(409, "SESSION_CLOSED", f"Session {session_id} is closed")
+    if session.expires_at <= now:
+        raise ApiError(410, "SESSION_EXPIRED", f"Session {session_id} has expired")
+    conn.execute(
+        update(sessions)
+        .where(sessions.c.session_id == session_id)
+        .values(last_activity=now, expires_at=now + dt.timedelta(seconds=session.ttl_seconds))
+    )
+
+
+def session_detail(
+    conn: Connection, session_id: str, *, default_ttl: int, now: dt.datetime
+) -> dict[str, Any] | None:
+    """The session with its round statistics, or None when the id was never created nor used."""
+    row = conn.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
+    per_call = _rounds_per_call(conn, session_id)
+    if row is None and not per_call:
+        return None
+    if row is not None:
+        view = session_view(row, now)
+    else:
+        view = _view_from_rounds(session_id, per_call, default_ttl, now)
+    view["stats"] = _stats(conn, per_call)
+    return view
+
+
+def _rounds_per_call(conn: Connection, session_id: str) -> Sequence[Row[Any]]:
+    """Per call of the session, in order of first round: counts, key round ids, time span.
+
+    One aggregate on ``idx_negotiations_session_id``, whatever the number of rounds.
+    """
+    return conn.execute(
+        select(
+            rounds.c.call_id,
+            func.count().label("n"),
+            func.max(rounds.c.id).label("last_id"),
+            func.max(case((rounds.c.counter_offer.is_not(None), rounds.c.id))).label("counter_id"),
+            func.max(case((rounds.c.decision == "accept", rounds.c.id))).label("accept_id"),
+            func.min(rounds.c.timestamp).label("first_at"),
+            func.max(rounds.c.timestamp).label("last_at"),
+        )
+        .where(rounds.c.session_id == session_id)
+        .group_by(rounds.c.call_id)
+        .order_by(func.min(rounds.c.id))
+    ).all()
+
+
+def _latest(ids: Any) -> int | None:
+    return max((i for i in ids if i is not None), default=None)
+
+
+def _stats(conn: Connection, per_call: Sequence[Row[Any]]) -> dict[str, Any]:
+    """The session's stats; the last round, last counter and last accept fetched by id at once."""
+    last_id = _latest(g.last_id for g in per_call)
+    counter_id = _latest(g.counter_id for g in per_call)
+    accept_id = _latest(g.accept_id for g in per_call)
+    wanted = {i for i in (last_id, counter_id, accept_id) if i is not None}
+    picked: dict[int, Any] = {}
+    if wanted:
+        query = select(
+            rounds.c.id, rounds.c.carrier_offer, rounds.c.counter_offer, rounds.c.decision
+        ).where(rounds.c.id.in_(wanted))
+        picked = {r.id: r for r in conn.execute(query)}
+    last = picked.get(last_id) if last_id is not None else None
+    return {
+        "round_count": sum(g.n for g in per_call),
+        "call_ids": [g.call_id for g in per_call if g.call_id is not None],
+        "last_offer": last.carrier_offer if last is not None else None,
+        "last_counter_offer": picked[counter_id].counter_offer if counter_id else None,
+        "last_decision": last.decision if last is not None and last.decision in DECISIONS else None,
+        "agreed_rate": picked[accept_id].carrier_offer if accept_id else None,
+    }
+
+
+def _view_from_rounds(
+    session_id: str, per_call: Sequence[Row[Any]], ttl: int, now: dt.datetime
+) -> dict[str, Any]:
+    """A session that has rounds but no ``sessions`` row (written before sessions existed)."""
+    starts = [g.first_at for g in per_call if g.first_at is not None]
+    ends = [g.last_at for g in per_call if g.last_at is not None]
+    last_activity = max(ends, default=None)
+    expires_at = last_activity + dt.timedelta(seconds=ttl) if last_activity else None
+    return {
+        "session_id": session_id,
+        "client_id": None,
+        "metadata": None,
+        "status": derived_status("active", expires_at, now),
+        "ttl_seconds": ttl,
+        "created_at": min(starts, default=None),
+        "last_activity": last_activity,
+        "expires_at": expires_at,
+    }
+
+
+def sessions_page(
+    conn: Connection,
+    *,
+    status: SessionStatus | None,
+    client_id: str | None,
+    after: tuple[dt.datetime, str] | None,
+    limit: int,
+    now: dt.datetime,
+) -> tuple[list[Row[Any]], dict[str, int]]:
+    """Sessions by most recent activity (then id), ``limit + 1`` rows, and their round counts.
+
+    The counts come from one grouped query over the page's ids, not one query per session.
+    """
+    query = select(sessions).order_by(sessions.c.last_activity.desc(), sessions.c.session_id.desc())
+    if status == "closed":
+        query = query.where(sessions.c.status == "closed")
+    elif status == "active":
+        query = query.where(sessions.c.status == "active", sessions.c.expires_at > now)
+    elif status == "expired":
+        query = query.where(sessions.c.status == "active", sessions.c.expires_at <= now)
+    if client_id is not None:
+        query = query.where(sessions.c.client_id == client_id)
+    if after is not None:
+        at, after_id = after
+        query = query.where(
+            or_(
+                sessions.c.last_activity < at,
+                (sessions.c.last_activity == at) & (sessions.c.session_id < after_id),
+            )
+        )
+    rows = list(conn.execute(query.limit(limit + 1)).all())
+    ids = [r.session_id for r in rows[:limit]]
+    counts: dict[str, int] = {}
+    if ids:
+        counted = conn.execute(
+            select(rounds.c.session_id, func.count())
+            .where(rounds.c.session_id.in_(ids))
+            .group_by(rounds.c.session_id)
+        )
+        counts = {sid: int(n) for sid, n in counted}
+    return rows, counts
+
+
+def close_session(conn: Connection, session_id: str, *, default_ttl: int, now: dt.datetime) -> None:
+    """Mark the session closed (idempotent); its rounds stay. 404 if never created nor used."""
+    closed = conn.execute(
+        update(sessions).where(sessions.c.session_id == session_id).values(status="closed")
+    )
+    if closed.rowcount:
+        return
+    if not _used_by_rounds(conn, session_id):
+        raise not_found("SESSION_NOT_FOUND", "Session", session_id)
+    # Known only from rounds: give it a row so the closed status sticks.
+    _insert_if_absent(conn, _new_session(session_id, default_ttl, now) | {"status": "closed"})
+
+
+def purge_session(conn: Connection, session_id: str) -> int:
+    """Delete the session and every round recorded in it; the number of rounds deleted.
+
+    Each affected call's ``negotiation_rounds`` is recounted so it keeps matching its rounds.
+    """
+    found = _locked_session(conn, session_id) is not None
+    deleted = conn.execute(
+        delete(rounds).where(rounds.c.session_id == session_id).returning(rounds.c.call_id)
+    ).all()
+    if not found and not deleted:
+        raise not_found("SESSION_NOT_FOUND", "Session", session_id)
+    conn.execute(delete(sessions).where(sessions.c.session_id == session_id))
+    call_ids = sorted({r.call_id for r in deleted if r.call_id is not None})
+    if call_ids:
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                select(calls.c.id)
+                .where(calls.c.id.in_(call_ids))
+                .order_by(calls.c.id)
+                .with_for_update()
+            ).all()
+        remaining = select(func.count()).where(rounds.c.call_id == calls.c.id).scalar_subquery()
+        conn.execute(
+            update(calls).where(calls.c.id.in_(call_ids)).values(negotiation_rounds=remaining)
+        )
+    return len(deleted)
