@@ -17,6 +17,7 @@ from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
 from negotiation.auth import API_KEY_HEADER, require_api_key
+from negotiation.body import ApiRequest
 from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
 from negotiation.controllers.loads import LoadController
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=logging_config(settings.log_level),
         request_max_body_size=MAX_BODY_BYTES,
+        request_class=ApiRequest,
         openapi_config=OpenAPIConfig(
             title="Negotiation API",
             version=__version__,
