@@ -92,8 +92,13 @@ def _validation_details(exc: ValidationException) -> list[dict[str, Any]] | None
         return None
     details = []
     for item in extra:
-        if isinstance(item, dict):
-            details.append({k: v for k, v in item.items() if k in ("key", "message", "source")})
+        if not isinstance(item, dict):
+            continue
+        detail = {k: v for k, v in item.items() if k in ("key", "message", "source")}
+        if detail.get("key") == "data" and detail.get("message") == "'data'":
+            # Litestar's report of a missing body names the handler's parameter, not the problem.
+            detail = {"key": "body", "message": "a JSON object is required", "source": "body"}
+        details.append(detail)
     return details or None
 
 
