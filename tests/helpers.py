@@ -1,0 +1,100 @@
+"""Assertions and small request helpers shared by the API tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import httpx
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from negotiation.app import create_app
+from negotiation.db import Database
+from negotiation.settings import Settings
+from tests.conftest import API_KEY
+
+Client = AsyncTestClient[Litestar]
+T = TypeVar("T")
+
+ENVELOPE_KEYS = {"success", "error", "request_id", "session_id", "timestamp"}
+#: Text that must never reach a client in an error body.
+LEAKS = ("Traceback", "SELECT ", "INSERT ", "sqlalchemy", "sqlite3", "asyncpg", 'File "')
+
+
+def parse_timestamp(value: str) -> dt.datetime:
+    """An ISO 8601 timestamp that must carry a UTC offset."""
+    parsed = dt.datetime.fromisoformat(value)
+    assert parsed.utcoffset() == dt.timedelta(0), value
+    return parsed
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is the contract's error envelope with ``status`` and ``code``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == ENVELOPE_KEYS, body
+    assert body["success"] is False
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code, body
+    message = body["error"]["message"]
+    assert isinstance(message, str) and len(message) > 10, body
+    assert body["request_id"] and body["request_id"] == response.headers["x-request-id"]
+    parse_timestamp(body["timestamp"])
+    for leak in LEAKS:
+        assert leak not in response.text, response.text
+    return body
+
+
+async def negotiate(
+    client: Client,
+    call_id: int | str,
+    offer: Any,
+    session_id: str | None = None,
+    /,
+    **fields: Any,
+) -> httpx.Response:
+    """POST one offer to ``/api/calls/{call_id}/negotiate``."""
+    body: dict[str, Any] = {"carrier_offer": offer, **fields}
+    if session_id is not None:
+        body["session_id"] = session_id
+    return await client.post(f"/api/calls/{call_id}/negotiate", json=body)
+
+
+async def offer_ok(
+    client: Client, call_id: int, offer: Any, session_id: str | None = None, /, **fields: Any
+) -> dict[str, Any]:
+    """Record an offer that must succeed (201) and return the round."""
+    response = await negotiate(client, call_id, offer, session_id, **fields)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@asynccontextmanager
+async def client_for(settings: Settings) -> AsyncIterator[Client]:
+    """A client for a second app built from ``settings`` (same database, other policy/keys)."""
+    async with AsyncTestClient(create_app(settings)) as client:
+        client.headers["X-API-Key"] = API_KEY
+        yield client
+
+
+async def db_read(settings: Settings, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(conn, *args)`` in a read transaction on the test's database.
+
+    The test client serves the app on its own event loop, so tests open their own
+    :class:`Database` rather than borrowing the app's.
+    """
+    db = Database(settings)
+    try:
+        return await db.read(fn, *args)
+    finally:
+        await db.dispose()
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    """``settings`` with ``changes``, validated like values from the environment."""
+    return Settings(**{**dict(settings), **changes})
