@@ -201,6 +201,11 @@ def record_round(
             f"The negotiation for call {call_id}{where} already reached a final decision",
         )
     if session_id is not None:
+        if conn.dialect.name == "postgresql":
+            # The call's row lock does not stop two calls from registering the same new session
+            # at once (a duplicate-key error); serialise rounds of one session on its id. The
+            # call lock is always taken first, so the two locks cannot deadlock.
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(session_id, 0))))
         _touch_session(conn, session_id, cfg, now)
 
     round_number = 1 if last is None else last.round_number + 1
