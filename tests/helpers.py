@@ -16,7 +16,8 @@ from negotiation.db import Database
 from negotiation.settings import Settings
 from tests.conftest import API_KEY
 
-Client = AsyncTestClient[Litestar]
+#: What the API tests talk to: the ``client`` fixture, or a :func:`concurrent_client`.
+Client = httpx.AsyncClient
 T = TypeVar("T")
 
 ENVELOPE_KEYS = {"success", "error", "request_id", "session_id", "timestamp"}
@@ -75,7 +76,7 @@ async def offer_ok(
 
 
 @asynccontextmanager
-async def client_for(settings: Settings) -> AsyncIterator[Client]:
+async def client_for(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
     """A client for a second app built from ``settings`` (same database, other policy/keys)."""
     async with AsyncTestClient(create_app(settings)) as client:
         client.headers["X-API-Key"] = API_KEY
@@ -98,3 +99,42 @@ async def db_read(settings: Settings, fn: Callable[..., T], *args: Any) -> T:
 def with_settings(settings: Settings, **changes: Any) -> Settings:
     """``settings`` with ``changes``, validated like values from the environment."""
     return Settings(**{**dict(settings), **changes})
+
+
+class PeakConcurrency:
+    """ASGI wrapper that records how many requests were in the app at once."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        self.active = 0
+        self.peak = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
+@asynccontextmanager
+async def concurrent_client(
+    settings: Settings,
+) -> AsyncIterator[tuple[Client, PeakConcurrency]]:
+    """A client whose requests really overlap, and the gauge that proves they did.
+
+    ``AsyncTestClient`` runs each request to completion on a portal thread before the next
+    starts, so ``asyncio.gather`` over it is sequential. Here the app runs on the test's own
+    event loop behind ``httpx.ASGITransport``, as it would under a server.
+    """
+    app = create_app(settings)
+    gauge = PeakConcurrency(app)
+    transport = httpx.ASGITransport(app=gauge)
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers={"X-API-Key": API_KEY}
+        ) as client,
+    ):
+        yield client, gauge
