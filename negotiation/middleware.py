@@ -21,19 +21,31 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
 _SESSION_IN_PATH = re.compile(
     r"^/(?:api/sessions|api/negotiations/session|api/reports/sessions|ui/sessions)/([^/]+)"
 )
-_CALL_IN_PATH = re.compile(r"^/api/calls/(\d{1,18})(?:/|$)")
+_CALL_IN_PATH = re.compile(r"^/api/calls/([^/]+)(?:/|$)")
+_CALL_ID = re.compile(r"\d{1,18}")
+
+
+def _query_value(scope: Scope, name: str) -> str | None:
+    query = scope.get("query_string", b"")
+    if f"{name}=".encode() not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get(name)
+    return values[0] if values else None
 
 
 def _named_session(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
     if match := _SESSION_IN_PATH.match(scope["path"]):
         return match.group(1)
-    query = scope.get("query_string", b"")
-    if b"session_id=" in query:
-        values = parse_qs(query.decode("latin-1")).get("session_id")
-        if values:
-            return values[0]
+    if (value := _query_value(scope, "session_id")) is not None:
+        return value
     header = headers.get(b"x-session-id")
     return header.decode("latin-1") if header else None
+
+
+def _named_call(scope: Scope) -> int | None:
+    match = _CALL_IN_PATH.match(scope["path"])
+    value = match.group(1) if match else _query_value(scope, "call_id")
+    return int(value) if value is not None and _CALL_ID.fullmatch(value) else None
 
 
 class RequestContextMiddleware:
@@ -58,8 +70,8 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         session_id = _named_session(scope, headers)
         state["session_id"] = session_id if validate_session_id(session_id) else None
-        if match := _CALL_IN_PATH.match(scope["path"]):
-            state["call_id"] = int(match.group(1))
+        if (call_id := _named_call(scope)) is not None:
+            state["call_id"] = call_id
         status = 500
 
         async def send_with_headers(message: Message) -> None:
