@@ -138,3 +138,12 @@ async def concurrent_client(
         ) as client,
     ):
         yield client, gauge
+
+
+async def db_write(settings: Settings, fn: Callable[..., T], *args: Any) -> T:
+    """Like :func:`db_read`, in a write transaction (committed when ``fn`` returns)."""
+    db = Database(settings)
+    try:
+        return await db.write(fn, *args)
+    finally:
+        await db.dispose()

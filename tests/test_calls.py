@@ -137,27 +137,29 @@ async def test_patch_call_updates_outcome_and_duration(client: Client, make_call
     assert partial.json()["outcome"] == "transferred"  # untouched fields stay
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"outcome": "won"},
-        {"sentiment": "ecstatic"},
-        {"final_rate_agreed": -1},
-        {"final_rate_agreed": "2000"},
-        {"call_end_time": "2026-11-21T11:00:00Z"},  # before the call started
-        {"call_end_time": "yesterday"},
-        {"unknown_field": 1},
-    ],
-    ids=repr,
-)
-async def test_patch_call_rejects_bad_values(
-    client: Client, make_call: Make, change: dict[str, Any]
-) -> None:
+BAD_CALL_CHANGES: list[dict[str, Any]] = [
+    {"outcome": "won"},
+    {"sentiment": "ecstatic"},
+    {"final_rate_agreed": -1},
+    {"final_rate_agreed": "2000"},
+    {"call_end_time": "2026-11-21T11:00:00Z"},  # before the call started
+    {"call_end_time": "yesterday"},
+    {"unknown_field": 1},
+]
+
+
+async def test_patch_call_rejects_bad_values(client: Client, make_call: Make) -> None:
     call = await make_call(call_start_time="2026-11-21T12:00:00Z")
-    assert_error(
-        await client.patch(f"/api/calls/{call['id']}", json=change), 422, "VALIDATION_ERROR"
+    for change in BAD_CALL_CHANGES:
+        response = await client.patch(f"/api/calls/{call['id']}", json=change)
+        assert response.status_code == 422, (change, response.text)
+        assert_error(response, 422, "VALIDATION_ERROR")
+    read = (await client.get(f"/api/calls/{call['id']}")).json()
+    assert (read["outcome"], read["sentiment"], read["call_end_time"]) == (
+        "negotiating",
+        None,
+        None,
     )
-    assert (await client.get(f"/api/calls/{call['id']}")).json()["outcome"] == "negotiating"
 
 
 BAD_PATH_IDS = ["abc", "1.5", "0", "-1", "2147483648", "99999999999999999999999", "%00", "1e3"]

@@ -202,10 +202,16 @@ def test_no_counter_at_or_above_the_offer_when_no_whole_dollar_fits_below_it(
 
 
 def test_messages_are_sentences_with_amounts() -> None:
-    args = {"loadboard_rate": Decimal(2000), "ceiling_rate": Decimal(2200), "max_rounds": 3}
-    counter = decide(offer=Decimal(2500), round_number=1, **args)
-    assert counter.message == "We can do $2,066.00 on this load."
-    accept = decide(offer=Decimal("1999.5"), round_number=2, **args)
-    assert accept.message == "Great, we can book this load at $1,999.50."
-    reject = decide(offer=Decimal(2500), round_number=3, **args)
+    def at(offer: str, number: int) -> Decision:
+        return decide(
+            offer=Decimal(offer),
+            loadboard_rate=Decimal(2000),
+            ceiling_rate=Decimal(2200),
+            round_number=number,
+            max_rounds=3,
+        )
+
+    assert at("2500", 1).message == "We can do $2,066.00 on this load."
+    assert at("1999.5", 2).message == "Great, we can book this load at $1,999.50."
+    reject = at("2500", 3)
     assert "$2,500.00" in reject.message and reject.message.endswith(".")
