@@ -10,9 +10,11 @@ from typing import Any, TypeVar
 import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import Connection, insert
 
 from negotiation.app import create_app
 from negotiation.db import Database
+from negotiation.queries import loads
 from negotiation.settings import Settings
 from tests.conftest import API_KEY
 
@@ -147,3 +149,18 @@ async def db_write(settings: Settings, fn: Callable[..., T], *args: Any) -> T:
         return await db.write(fn, *args)
     finally:
         await db.dispose()
+
+
+def insert_load(conn: Connection, load_id: str, loadboard_rate: float, **fields: Any) -> None:
+    """Insert a load row directly (for rows the API would not write, or many at once)."""
+    when = dt.datetime(2026, 12, 1, 8, tzinfo=dt.UTC)
+    values = {
+        "origin": "Chicago, IL",
+        "destination": "Dallas, TX",
+        "pickup_datetime": when,
+        "delivery_datetime": when,
+        "equipment_type": "Dry Van",
+    }
+    conn.execute(
+        insert(loads).values(load_id=load_id, loadboard_rate=loadboard_rate, **values | fields)
+    )

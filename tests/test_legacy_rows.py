@@ -8,25 +8,15 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from negotiation.queries import calls, loads, rounds
+from negotiation.queries import calls, rounds
 from negotiation.settings import Settings
-from tests.helpers import Client, assert_error, db_write, negotiate, offer_ok
+from tests.helpers import Client, assert_error, db_write, insert_load, negotiate, offer_ok
 
 WHEN = dt.datetime(2025, 3, 1, 9, 30)
 
 
 def _legacy(conn: Connection) -> None:
-    conn.execute(
-        insert(loads).values(
-            load_id="OLD1",
-            origin="Reno, NV",
-            destination="Boise, ID",
-            pickup_datetime=WHEN,
-            delivery_datetime=WHEN,
-            equipment_type="Reefer",
-            loadboard_rate=1800,
-        )
-    )
+    insert_load(conn, "OLD1", 1800, equipment_type="Reefer", pickup_datetime=WHEN)
     conn.execute(
         insert(calls).values(
             id=7, load_id="OLD1", carrier_mc_number="MC9", outcome="Booked - see notes"

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, event, insert, text
 
-from negotiation.queries import calls, loads, rounds, rounds_by_call, rounds_by_session
+from negotiation.queries import calls, rounds, rounds_by_call, rounds_by_session
 from negotiation.settings import Settings
-from tests.helpers import db_write
+from tests.helpers import db_write, insert_load
 
 CALLS, SESSIONS, ROUNDS = 100, 500, 3000
 SESSION_INDEX = {"idx_negotiations_session_id"}
@@ -24,17 +24,7 @@ CALL_SESSION_INDEXES = {"idx_negotiations_call_session", "uq_negotiations_call_s
 
 def _seed(conn: Connection) -> None:
     now = dt.datetime(2026, 11, 21, 12, tzinfo=dt.UTC)
-    conn.execute(
-        insert(loads).values(
-            load_id="LD1",
-            origin="A",
-            destination="B",
-            pickup_datetime=now,
-            delivery_datetime=now,
-            equipment_type="Van",
-            loadboard_rate=2000,
-        )
-    )
+    insert_load(conn, "LD1", 2000)
     conn.execute(insert(calls), [{"id": i + 1, "load_id": "LD1"} for i in range(CALLS)])
     conn.execute(
         insert(rounds),
