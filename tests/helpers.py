@@ -22,6 +22,23 @@ from tests.conftest import API_KEY
 Client = httpx.AsyncClient
 T = TypeVar("T")
 
+#: The fields of every round in every response.
+ROUND_KEYS = {
+    "id",
+    "call_id",
+    "session_id",
+    "round_number",
+    "carrier_offer",
+    "decision",
+    "counter_offer",
+    "agreed_rate",
+    "accepted",
+    "is_final",
+    "rounds_remaining",
+    "system_response",
+    "notes",
+    "timestamp",
+}
 ENVELOPE_KEYS = {"success", "error", "request_id", "session_id", "timestamp"}
 #: Text that must never reach a client in an error body.
 LEAKS = ("Traceback", "SELECT ", "INSERT ", "sqlalchemy", "sqlite3", "asyncpg", 'File "')
