@@ -175,4 +175,7 @@ async def test_call_id_in_body_may_be_string_or_number(client: Client, make_call
         response = await negotiate(client, cid, 2500, "mismatch", call_id=other)
         body = assert_error(response, 422, "CALL_ID_MISMATCH")
         assert str(cid) in body["error"]["message"]
+    for not_an_id in (True, [cid], {"id": cid}):
+        response = await negotiate(client, cid, 2500, "mismatch", call_id=not_an_id)
+        assert_error(response, 422, "VALIDATION_ERROR")
     assert_error(await client.get("/api/negotiations/session/mismatch"), 404, "SESSION_NOT_FOUND")
