@@ -4,10 +4,37 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter, ValidationError
 
 from negotiation.db import Database
+from negotiation.errors import ApiError
+from negotiation.policy import CENT
+from negotiation.schemas import MAX_MONEY
 from negotiation.service import PolicySettings, record_round, utcnow
 from negotiation.settings import Settings, get_settings
+
+#: The HTTP API's rules for an offer: positive, finite, at most 10,000,000, two decimals.
+_OFFER: TypeAdapter[Decimal] = TypeAdapter(
+    Annotated[Decimal, Field(gt=0, le=MAX_MONEY, decimal_places=2, allow_inf_nan=False)]
+)
+
+
+def _offer(value: Decimal | float | str) -> Decimal:
+    """``value`` as an exact amount, or 422 ``VALIDATION_ERROR`` as the HTTP API would answer."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not an amount")
+        # str() first: a float's shortest repr (2300.1), not its binary expansion.
+        return _OFFER.validate_python(Decimal(str(value)).normalize()).quantize(CENT)
+    except (ValueError, ArithmeticError, ValidationError):
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"carrier_offer must be a positive amount of at most {MAX_MONEY:,} with at most two "
+            f"decimals, got {value!r}.",
+        ) from None
 
 
 async def ahandle_negotiation(
@@ -25,7 +52,7 @@ async def ahandle_negotiation(
         row = await db.write(
             record_round,
             call_id=int(call_id),
-            offer=Decimal(str(carrier_offer)),
+            offer=_offer(carrier_offer),
             session_id=session_id,
             notes=None,
             cfg=cfg,

@@ -18,6 +18,7 @@ from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
 from negotiation.auth import API_KEY_HEADER, require_api_key
+from negotiation.body import ApiRequest, refuse_nul_in_url
 from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
 from negotiation.controllers.loads import LoadController
@@ -119,6 +120,8 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=logging_config(settings.log_level),
         request_max_body_size=MAX_BODY_BYTES,
+        request_class=ApiRequest,
+        before_request=refuse_nul_in_url,
         openapi_config=OpenAPIConfig(
             title="Negotiation API",
             version=__version__,

@@ -28,7 +28,7 @@ from litestar.types import ExceptionHandlersMap
 
 from negotiation.db import DatabaseBusy, DatabaseUnavailable
 from negotiation.ids import validate_session_id
-from negotiation.middleware import session_from_body, session_in_path
+from negotiation.middleware import session_in_path
 
 logger = logging.getLogger("negotiation.errors")
 
@@ -71,7 +71,7 @@ def envelope(
         "success": False,
         "error": {"code": code, "message": message, "details": details},
         "request_id": state.get("request_id"),
-        "session_id": session_from_body(state),
+        "session_id": state.get("session_id"),
         "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
     }
 
@@ -99,8 +99,13 @@ def _validation_details(exc: ValidationException) -> list[dict[str, Any]] | None
         return None
     details = []
     for item in extra:
-        if isinstance(item, dict):
-            details.append({k: v for k, v in item.items() if k in ("key", "message", "source")})
+        if not isinstance(item, dict):
+            continue
+        detail = {k: v for k, v in item.items() if k in ("key", "message", "source")}
+        if detail.get("key") == "data" and detail.get("message") == "'data'":
+            # Litestar's report of a missing body names the handler's parameter, not the problem.
+            detail = {"key": "body", "message": "a JSON object is required", "source": "body"}
+        details.append(detail)
     return details or None
 
 

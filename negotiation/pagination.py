@@ -14,6 +14,8 @@ from negotiation.errors import ApiError
 
 _VERSION = "v1"
 MAX_LIMIT = 1000
+#: Row ids are INTEGER columns: PostgreSQL refuses larger values even in a comparison.
+_MAX_ID = 2_147_483_647
 
 
 def encode_cursor(kind: str, position: Any) -> str:
@@ -32,6 +34,11 @@ def decode_cursor(cursor: str, kind: str, position_type: type | tuple[type, ...]
     if version != _VERSION or cursor_kind != kind or not isinstance(position, position_type):
         raise invalid_cursor()
     if isinstance(position, bool):
+        raise invalid_cursor()
+    # Positions are ids the service issued: 32-bit row ids, or text the database can hold.
+    if isinstance(position, int) and not 0 <= position <= _MAX_ID:
+        raise invalid_cursor()
+    if isinstance(position, str) and "\x00" in position:
         raise invalid_cursor()
     return position
 

@@ -7,7 +7,8 @@ toward C and reaches C on the last round.
 
 * offer <= L, or offer within this round's limit: accept at the offer;
 * otherwise, before the last round: counter with the limit rounded down to whole dollars
-  (never below L, and L itself when no whole-dollar amount lies in [L, C]);
+  (never below L, and L itself when no whole-dollar amount lies in [L, C]); when that counter
+  would not be below the offer (rates with cents leave few whole dollars), accept the offer;
 * otherwise (last round): reject.
 
 No I/O here: the service layer reads the negotiation's state and records the result.
@@ -72,6 +73,17 @@ def format_money(amount: Decimal) -> str:
     return f"${amount.quantize(CENT):,}"
 
 
+def _accept(offer: Decimal) -> Decision:
+    return Decision(
+        decision="accept",
+        counter_offer=None,
+        agreed_rate=offer,
+        is_final=True,
+        rounds_remaining=0,
+        message=f"Great, we can book this load at {format_money(offer)}.",
+    )
+
+
 def decide(
     *,
     offer: Decimal,
@@ -91,18 +103,14 @@ def decide(
     limit = round_limit(loadboard_rate, ceiling_rate, round_number, max_rounds)
     already_offered = previous_counter is not None and offer <= min(previous_counter, ceiling_rate)
     if offer <= loadboard_rate or offer <= limit or already_offered:
-        return Decision(
-            decision="accept",
-            counter_offer=None,
-            agreed_rate=offer,
-            is_final=True,
-            rounds_remaining=0,
-            message=f"Great, we can book this load at {format_money(offer)}.",
-        )
+        return _accept(offer)
     if round_number < max_rounds:
         counter = counter_offer(loadboard_rate, ceiling_rate, limit)
         if previous_counter is not None and previous_counter > counter:
             counter = min(previous_counter, ceiling_rate)
+        if counter >= offer:
+            # The whole-dollar counter would not be below the carrier's ask: take the ask.
+            return _accept(offer)
         remaining = max_rounds - round_number
         return Decision(
             decision="counter",

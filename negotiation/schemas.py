@@ -165,8 +165,15 @@ class CallDetail(CallRead):
     call_transcript: str | None = None
 
 
+def _not_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be the call's id as a number or a string, not a boolean")
+    return value
+
+
 class OfferCreate(BaseModel):
-    call_id: int | str | None = None
+    #: Optional echo of the URL's call id; a number or a string, compared as text.
+    call_id: Annotated[int | str, BeforeValidator(_not_boolean)] | None = None
     carrier_offer: MoneyIn
     #: Validated by the service (422 ``INVALID_SESSION_ID`` rather than a generic error).
     session_id: str | None = None

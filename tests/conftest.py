@@ -68,7 +68,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    """Settings for the app under test; override fields with ``settings.model_copy(update=…)``."""
+    """Settings for the app under test; override fields with ``tests.helpers.with_settings``."""
     return Settings(database_url=database_url, api_keys=(API_KEY,), env="development")
 
 

@@ -1,0 +1,88 @@
+"""One structured JSON access-log line per request, with the ids the request named."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from negotiation.logs import JsonFormatter
+from tests.helpers import Client, negotiate
+
+Make = Callable[..., Awaitable[dict[str, Any]]]
+
+
+class Lines(logging.Handler):
+    """Keeps each record as the JSON line the service writes to stdout."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def access_log() -> Iterator[Lines]:
+    handler = Lines()
+    logger = logging.getLogger("negotiation.access")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+async def test_one_json_line_per_request(
+    client: Client, make_call: Make, access_log: Lines
+) -> None:
+    call = await make_call()
+    access_log.lines.clear()
+    cid = call["id"]
+    responses = [
+        await negotiate(client, cid, 2500, "sess-log"),
+        await client.get("/api/negotiations/session/sess-log"),
+        await client.get("/api/negotiations", params={"call_id": cid}),
+        await client.get(f"/api/calls/{cid}/negotiations", headers={"X-Session-ID": "hdr"}),
+        await client.get("/nope"),
+        await client.get("/api/loads", headers={"X-API-Key": "wrong"}),
+        await client.get("/health", headers={"X-Request-ID": "given-id"}),
+    ]
+    assert all("\n" not in line for line in access_log.lines)
+    entries = access_log.entries()
+    assert len(entries) == len(responses)
+    for entry, response in zip(entries, responses, strict=True):
+        assert entry["logger"] == "negotiation.access"
+        assert entry["method"] == response.request.method
+        assert entry["path"] == response.request.url.path
+        assert entry["status"] == response.status_code
+        assert entry["request_id"] == response.headers["x-request-id"]
+        assert isinstance(entry["duration_ms"], int | float) and entry["duration_ms"] >= 0
+        assert entry["ts"].endswith("+00:00")
+
+    offer, by_session, by_query, by_header, unknown, refused, health = entries
+    assert (offer["session_id"], offer["call_id"], offer["status"]) == ("sess-log", cid, 201)
+    assert by_session["session_id"] == "sess-log" and "call_id" not in by_session
+    assert by_query["call_id"] == cid
+    assert (by_header["session_id"], by_header["call_id"]) == ("hdr", cid)
+    assert unknown["status"] == 404 and "session_id" not in unknown
+    assert refused["status"] == 401
+    assert health["request_id"] == "given-id"
+
+
+async def test_failed_request_is_logged_once_with_its_ids(
+    client: Client, make_call: Make, access_log: Lines
+) -> None:
+    call = await make_call()
+    access_log.lines.clear()
+    await negotiate(client, call["id"], -1, "sess-bad")
+    (entry,) = access_log.entries()
+    assert (entry["status"], entry["session_id"], entry["call_id"]) == (422, "sess-bad", call["id"])

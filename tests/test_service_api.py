@@ -1,0 +1,151 @@
+"""The Python service API ``handle_negotiation`` on a migrated database; the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import negotiation
+from negotiation.errors import ApiError
+from negotiation.settings import Settings
+from tests.helpers import Client
+
+Make = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def test_handle_negotiation_records_and_decides(
+    client: Client, make_call: Make, settings: Settings
+) -> None:
+    call = await make_call()  # L = 2000, C = 2200, N = 3
+
+    def handle(offer: Any, session_id: str | None = "sess-py") -> tuple[bool, str, bool]:
+        return negotiation.handle_negotiation(call["id"], offer, session_id, settings=settings)
+
+    assert await asyncio.to_thread(handle, 2500) == (
+        False,
+        "We can do $2,066.00 on this load.",
+        False,
+    )
+    assert await asyncio.to_thread(handle, "2300.10") == (
+        False,
+        "We can do $2,133.00 on this load.",
+        False,
+    )
+    accepted, message, final = await asyncio.to_thread(handle, 2150.0)
+    assert (accepted, final) == (True, True)
+    assert message == "Great, we can book this load at $2,150.00."
+    with pytest.raises(ApiError) as closed:
+        await asyncio.to_thread(handle, 2000)
+    assert closed.value.code == "NEGOTIATION_CLOSED"
+
+    rows = (await client.get("/api/negotiations/session/sess-py")).json()
+    assert [(r["round_number"], r["carrier_offer"], r["decision"]) for r in rows] == [
+        (1, 2500, "counter"),
+        (2, 2300.1, "counter"),
+        (3, 2150, "accept"),
+    ]
+    read = (await client.get(f"/api/calls/{call['id']}")).json()
+    assert (read["outcome"], read["final_rate_agreed"]) == ("accepted", 2150)
+
+
+async def test_handle_negotiation_rejects_on_the_last_round(
+    client: Client, make_call: Make, settings: Settings
+) -> None:
+    call = await make_call()
+    results: list[tuple[bool, str, bool]] = [
+        await asyncio.to_thread(
+            negotiation.handle_negotiation, call["id"], 9000, None, settings=settings
+        )
+        for _ in range(3)
+    ]
+    assert [(accepted, final) for accepted, _, final in results] == [
+        (False, False),
+        (False, False),
+        (False, True),
+    ]
+    assert "$9,000.00" in results[2][1]
+    rounds = (await client.get(f"/api/calls/{call['id']}/negotiations")).json()
+    assert [r["session_id"] for r in rounds] == [None, None, None]
+
+
+async def test_handle_negotiation_reads_the_environment(
+    make_call: Make, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call = await make_call()
+    monkeypatch.setenv("NEGOTIATION_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("NEGOTIATION_MAX_ROUNDS", "1")
+    accepted, message, final = await asyncio.to_thread(
+        negotiation.handle_negotiation, call["id"], 2300
+    )
+    assert (accepted, final) == (False, True)  # one round only: above C is refused at once
+    assert message.startswith("Sorry, $2,300.00")
+
+
+REFUSED: list[tuple[int, Any, str | None, str]] = [
+    (404, 2000, None, "CALL_NOT_FOUND"),
+    (1, -5, None, "VALIDATION_ERROR"),
+    (1, float("nan"), None, "VALIDATION_ERROR"),
+    (1, float("inf"), None, "VALIDATION_ERROR"),
+    (1, "2300.123", None, "VALIDATION_ERROR"),
+    (1, 10_000_000.01, None, "VALIDATION_ERROR"),
+    (1, True, None, "VALIDATION_ERROR"),
+    (1, 2000, "bad id!", "INVALID_SESSION_ID"),
+]
+
+
+async def test_handle_negotiation_errors_match_the_http_api(
+    client: Client, make_call: Make, settings: Settings
+) -> None:
+    assert (await make_call())["id"] == 1
+    for call_id, offer, session_id, code in REFUSED:
+        with pytest.raises(ApiError) as error:
+            await asyncio.to_thread(
+                negotiation.handle_negotiation, call_id, offer, session_id, settings=settings
+            )
+        assert error.value.code == code, (offer, error.value.message)
+    assert (await client.get("/api/negotiations")).json()["items"] == []
+
+
+EXPECTED_OPERATIONS = {
+    "createLoad",
+    "getLoad",
+    "listLoads",
+    "createCall",
+    "getCall",
+    "updateCall",
+    "recordRound",
+    "listCallRounds",
+    "listSessionRounds",
+    "queryRounds",
+    "health",
+}
+
+
+async def test_openapi_document(client: Client) -> None:
+    response = await client.get("/schema/openapi.json", headers={"X-API-Key": ""})
+    assert response.status_code == 200
+    document = response.json()
+    schemes = document["components"]["securitySchemes"]
+    api_key = [name for name, s in schemes.items() if s["type"] == "apiKey"]
+    assert len(api_key) == 1
+    scheme = schemes[api_key[0]]
+    assert (scheme["in"], scheme["name"]) == ("header", "X-API-Key")
+
+    operation_ids = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            assert operation.get("operationId"), (method, path)
+            operation_ids.append(operation["operationId"])
+            security = operation.get("security") or document.get("security") or []
+            if path.startswith("/api/"):
+                assert {api_key[0]: []} in security, (method, path)
+            else:
+                assert security == [], (method, path)
+    assert len(operation_ids) == len(set(operation_ids))
+    assert set(operation_ids) >= EXPECTED_OPERATIONS
+    assert (await client.get("/schema", headers={"X-API-Key": ""})).status_code == 200
