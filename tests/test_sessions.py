@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -27,6 +26,7 @@ from negotiation.db import normalize_url
 from negotiation.queries import sessions
 from negotiation.settings import Settings
 from tests.conftest import API_KEY, LOAD
+from tests.helpers import concurrent_client
 
 Client = AsyncTestClient[Litestar]
 MakeCall = Callable[..., Awaitable[dict[str, Any]]]
@@ -143,22 +143,8 @@ async def test_duplicate_id_is_409_and_the_first_session_is_untouched(
     assert {k: v for k, v in again.items() if k != "stats"} == first.json()
 
 
-@asynccontextmanager
-async def concurrent_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    """A client whose requests really overlap: the app runs on the test's own event loop.
-
-    (The ``client`` fixture's transport blocks until each response, which serialises them.)
-    """
-    async with app.lifespan():
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers={"X-API-Key": API_KEY}
-        ) as c:
-            yield c
-
-
-async def test_concurrent_creates_of_one_id_give_exactly_one_201(app: Litestar) -> None:
-    async with concurrent_client(app) as c:
+async def test_concurrent_creates_of_one_id_give_exactly_one_201(settings: Settings) -> None:
+    async with concurrent_client(settings) as (c, _):
         # Open the pool's connections first, so the creates reach the database together.
         await asyncio.gather(*(c.get("/api/sessions/warm-up") for _ in range(8)))
         responses = await asyncio.gather(
@@ -174,8 +160,8 @@ async def test_concurrent_creates_of_one_id_give_exactly_one_201(app: Litestar) 
         assert stored["client_id"] == winner["client_id"]
 
 
-async def test_concurrent_first_rounds_register_an_unseen_session_once(app: Litestar) -> None:
-    async with concurrent_client(app) as c:
+async def test_concurrent_first_rounds_register_an_unseen_session_once(settings: Settings) -> None:
+    async with concurrent_client(settings) as (c, _):
         assert (await c.post("/api/loads", json={**LOAD, "load_id": "LD-RACE"})).is_success
         calls = [(await c.post("/api/calls", json={"load_id": "LD-RACE"})).json() for _ in range(6)]
         responses = await asyncio.gather(
@@ -193,8 +179,8 @@ async def test_concurrent_first_rounds_register_an_unseen_session_once(app: Lite
         assert sorted(stats["call_ids"]) == sorted(x["id"] for x in calls)
 
 
-async def test_purge_racing_new_rounds_stays_consistent(app: Litestar) -> None:
-    async with concurrent_client(app) as c:
+async def test_purge_racing_new_rounds_stays_consistent(settings: Settings) -> None:
+    async with concurrent_client(settings) as (c, _):
         assert (await c.post("/api/loads", json={**LOAD, "load_id": "LD-PURGE"})).is_success
         calls = [
             (await c.post("/api/calls", json={"load_id": "LD-PURGE"})).json() for _ in range(4)
