@@ -13,6 +13,8 @@ from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
@@ -21,12 +23,16 @@ from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
 from negotiation.controllers.loads import LoadController
 from negotiation.controllers.negotiations import NegotiationController
+from negotiation.controllers.reports import ReportController
 from negotiation.db import Database
 from negotiation.errors import EXCEPTION_HANDLERS
 from negotiation.logs import logging_config
 from negotiation.middleware import RequestContextMiddleware
 from negotiation.service import PolicySettings
 from negotiation.settings import Settings, get_settings
+from negotiation.templating import environment
+from negotiation.web.auth import before_ui_request
+from negotiation.web.pages import PagesController
 
 logger = logging.getLogger("negotiation.app")
 
@@ -84,12 +90,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     api = Router(
         path="/api",
-        route_handlers=[LoadController, CallController, NegotiationController],
+        route_handlers=[LoadController, CallController, NegotiationController, ReportController],
         guards=[require_api_key],
         security=[{"apiKey": []}],
     )
+    ui = Router(
+        path="/",
+        route_handlers=[PagesController],
+        before_request=before_ui_request,
+        include_in_schema=False,
+    )
     return NegotiationApp(
-        route_handlers=[api, health],
+        route_handlers=[api, ui, health],
         lifespan=[lifespan],
         state=State(
             {"settings": settings, "policy_settings": PolicySettings.from_settings(settings)}
@@ -101,6 +113,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=logging_config(settings.log_level),
         request_max_body_size=MAX_BODY_BYTES,
+        template_config=TemplateConfig(
+            instance=JinjaTemplateEngine.from_environment(environment())
+        ),
         openapi_config=OpenAPIConfig(
             title="Negotiation API",
             version=__version__,
