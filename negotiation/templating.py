@@ -63,6 +63,17 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s"
 
 
+def period(since: dt.datetime | None, until: dt.datetime | None) -> str:
+    """``all rounds``, ``from X``, ``before Y`` or ``from X to before Y``."""
+    if since is None and until is None:
+        return "all rounds"
+    if until is None:
+        return f"from {when(since)}"
+    if since is None:
+        return f"before {when(until)}"
+    return f"from {when(since)} to before {when(until)}"
+
+
 def text(value: object) -> str:
     """A cell value as text; a dash for none."""
     return DASH if value is None or value == "" else str(value)
@@ -85,5 +96,6 @@ def environment() -> Environment:
         when=when,
         duration=duration,
         text=text,
+        period=period,
     )
     return env
