@@ -28,7 +28,8 @@ SESSIONS = tuple(f"sess_sql_{i}" for i in range(8))
 async def _random_data(settings: Settings, seed: int) -> None:
     rng = random.Random(seed)
     db = Database(settings)
-    cfg = PolicySettings.from_settings(settings)
+    # Sessions span days of this clock: keep them from expiring.
+    cfg = PolicySettings.from_settings(settings.model_copy(update={"session_ttl_seconds": 10**8}))
     try:
         for load_id, (rate, max_rate) in LOADS.items():
             await db.write(
@@ -55,9 +56,9 @@ async def _random_data(settings: Settings, seed: int) -> None:
             )
             base = Decimal(LOADS[load_id][0])
             for session in {rng.choice((None, *SESSIONS)) for _ in range(rng.randint(1, 2))}:
-                for _ in range(rng.randint(1, 3)):
+                for _ in range(rng.randint(1, 4)):  # a 4th offer meets a closed negotiation
                     clock += dt.timedelta(minutes=rng.randint(1, 600))
-                    offer = (base * Decimal(rng.uniform(0.9, 1.3))).quantize(Decimal("0.01"))
+                    offer = (base * Decimal(rng.uniform(0.9, 1.5))).quantize(Decimal("0.01"))
                     try:
                         await db.write(
                             record_round,
@@ -90,7 +91,7 @@ def _legacy_rows(conn: Connection, call_id: int, rng: random.Random, at: dt.date
                 "system_response": "legacy free text",
                 "timestamp": at - dt.timedelta(seconds=i),
             }
-            for i in range(rng.randint(1, 3))
+            for i in range(rng.randint(1, 2))
         ],
     )
 
