@@ -96,7 +96,10 @@ def _legacy_rows(conn: Connection, call_id: int, rng: random.Random, at: dt.date
     )
 
 
-FROM = "negotiations n LEFT JOIN calls c ON c.id = n.call_id LEFT JOIN loads l ON l.load_id = c.load_id"
+FROM = (
+    "negotiations n LEFT JOIN calls c ON c.id = n.call_id "
+    "LEFT JOIN loads l ON l.load_id = c.load_id"
+)
 
 
 def _where(filters: dict[str, Any]) -> str:
