@@ -97,7 +97,8 @@ def build_chart(entries: Sequence[RoundEntry]) -> Chart | None:
     slot = (chart.right - chart.left) / len(entries)
 
     def y_of(value: Decimal) -> float:
-        return round(chart.bottom - (float(value) - low) / (high - low) * (chart.bottom - chart.top), 1)
+        share = (float(value) - low) / (high - low)
+        return round(chart.bottom - share * (chart.bottom - chart.top), 1)
 
     tick = low
     while tick <= high + step / 2:
@@ -120,7 +121,8 @@ def build_chart(entries: Sequence[RoundEntry]) -> Chart | None:
         if e.carrier_offer is not None:
             kind = "agreed" if e.decision == "accept" else "offer"
             verb = "agreed at" if kind == "agreed" else "carrier offered"
-            point = Point(x, y_of(e.carrier_offer), kind, e.id, f"{name}: {verb} {format_money(e.carrier_offer)}")
+            label = f"{name}: {verb} {format_money(e.carrier_offer)}"
+            point = Point(x, y_of(e.carrier_offer), kind, e.id, label)
             chart.points.append(point)
             offers_by_call.setdefault(e.call_id, []).append(point)
         if e.counter_offer is not None:

@@ -100,7 +100,9 @@ def _call_summary(row: Any, max_markup: Decimal) -> CallSummary:
     )
 
 
-def _round_entries(round_rows: Iterable[Row[Any]], by_call: dict[int, CallSummary]) -> list[RoundEntry]:
+def _round_entries(
+    round_rows: Iterable[Row[Any]], by_call: dict[int, CallSummary]
+) -> list[RoundEntry]:
     """Rounds in order, with the time since the previous round and the broker's concession."""
     entries: list[RoundEntry] = []
     previous_time: dt.datetime | None = None
@@ -195,9 +197,7 @@ def session_report(
     conn: Connection, session_id: str, *, max_markup: Decimal, now: dt.datetime
 ) -> SessionReport | None:
     """The history of ``session_id``; ``None`` when the session was never created nor used."""
-    session_row = conn.execute(
-        select(sessions).where(sessions.c.session_id == session_id)
-    ).first()
+    session_row = conn.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
     round_rows = conn.execute(
         select(rounds).where(rounds.c.session_id == session_id).order_by(rounds.c.id)
     ).all()

@@ -48,9 +48,7 @@ def _facts(rows: Iterable[tuple[str, object]]) -> str:
 def _versus(diff: Difference | None) -> str:
     if diff is None:
         return DASH
-    return (
-        f"{signed_money(diff.amount)} ({percent(diff.percent)}) against {money(diff.reference)}"
-    )
+    return f"{signed_money(diff.amount)} ({percent(diff.percent)}) against {money(diff.reference)}"
 
 
 def session_markdown(report: SessionReport) -> str:
@@ -145,19 +143,22 @@ def session_markdown(report: SessionReport) -> str:
         ),
         {0, 4, 5, 7},
     )
-    return "\n\n".join(
-        [
-            f"# Session {report.session_id}",
-            f"Report generated {when(report.generated_at)}.",
-            _facts(facts),
-            "## Rounds",
-            rounds,
-            "## Negotiations",
-            negotiations,
-            "## Calls and loads",
-            calls,
-        ]
-    ) + "\n"
+    return (
+        "\n\n".join(
+            [
+                f"# Session {report.session_id}",
+                f"Report generated {when(report.generated_at)}.",
+                _facts(facts),
+                "## Rounds",
+                rounds,
+                "## Negotiations",
+                negotiations,
+                "## Calls and loads",
+                calls,
+            ]
+        )
+        + "\n"
+    )
 
 
 def summary_markdown(report: SummaryReport) -> str:
@@ -207,18 +208,21 @@ def summary_markdown(report: SummaryReport) -> str:
         ("Negotiation outcome", "Count"), report.outcomes.negotiations.items(), {1}
     )
     call_outcomes = _table(("Call outcome", "Count"), report.outcomes.calls.items(), {1})
-    return "\n\n".join(
-        [
-            "# Negotiation summary",
-            f"Report generated {when(report.generated_at)}.",
-            _facts(facts),
-            "## Decisions per round number",
-            by_round,
-            "## Outcomes",
-            negotiation_outcomes,
-            call_outcomes,
-        ]
-    ) + "\n"
+    return (
+        "\n\n".join(
+            [
+                "# Negotiation summary",
+                f"Report generated {when(report.generated_at)}.",
+                _facts(facts),
+                "## Decisions per round number",
+                by_round,
+                "## Outcomes",
+                negotiation_outcomes,
+                call_outcomes,
+            ]
+        )
+        + "\n"
+    )
 
 
 def _csv(rows: Iterable[Sequence[Any]]) -> str:

@@ -117,7 +117,9 @@ def summary_report(
     joined, where = _scope(filters)
     decision = rounds.c.decision
     accepted = decision == "accept"
-    priced = and_(accepted, loads.c.loadboard_rate.is_not(None), rounds.c.carrier_offer.is_not(None))
+    priced = and_(
+        accepted, loads.c.loadboard_rate.is_not(None), rounds.c.carrier_offer.is_not(None)
+    )
     first = rounds.c.round_number == 1
     totals = conn.execute(
         select(

@@ -73,7 +73,9 @@ class PagesController(Controller):
     ) -> Template | Redirect:
         if logged_in(request):
             return Redirect(safe_next(next), status_code=303)
-        return Template(template_name="ui/login.html", context={"next": safe_next(next)})
+        return Template(
+            template_name="ui/login.html", context={"next": safe_next(next), "error": None}
+        )
 
     @post("/login", opt={"public": True}, status_code=303)
     async def login(
