@@ -265,7 +265,7 @@ async def test_session_page_shows_rounds_and_chart(
     assert page.count('<tr class="round"') == 3
     assert page.count('class="point offer"') == 2 and page.count('class="point agreed"') == 1
     assert page.count('class="point counter"') == 2
-    assert '<svg xmlns="http://www.w3.org/2000/svg"' in page and 'role="img"' in page
+    assert '<svg class="plot" xmlns="http://www.w3.org/2000/svg"' in page and 'role="img"' in page
     assert '<html lang="en">' in page and 'name="viewport"' in page
     row = _row_ids((await browser.get("/ui/sessions")).text)
     assert row == ["sess_page"]

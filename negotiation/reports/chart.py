@@ -15,8 +15,8 @@ from decimal import Decimal
 from negotiation.policy import format_money
 from negotiation.reports.schemas import RoundEntry
 
-WIDTH, HEIGHT = 640, 320
-LEFT, RIGHT, TOP, BOTTOM = 76, 16, 16, 40
+WIDTH, HEIGHT = 560, 320
+LEFT, RIGHT, TOP, BOTTOM = 70, 14, 14, 44
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,14 @@ class Polyline:
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """A run of rounds of one call, labelled when a session spans several calls."""
+
+    x: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     at: float
     label: str
@@ -62,6 +70,7 @@ class Chart:
     segments: list[Segment] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
     x_ticks: list[Tick] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)
     description: str = ""
 
 
@@ -107,7 +116,11 @@ def build_chart(entries: Sequence[RoundEntry]) -> Chart | None:
 
     offers_by_call: dict[int | None, list[Point]] = {}
     counters_by_call: dict[int | None, list[Point]] = {}
+    several_calls = len({e.call_id for e in entries}) > 1
     for index, e in enumerate(entries):
+        if several_calls and (index == 0 or entries[index - 1].call_id != e.call_id):
+            label = f"Call {e.call_id}" if e.call_id is not None else "No call"
+            chart.groups.append(Group(round(chart.left + slot * index, 1), label))
         x = round(chart.left + slot * (index + 0.5), 1)
         name = f"Round {e.round_number}" + (f", call {e.call_id}" if e.call_id is not None else "")
         chart.x_ticks.append(Tick(x, str(e.round_number)))

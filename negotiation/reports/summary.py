@@ -179,15 +179,16 @@ def summary_report(
         )
     }
     in_scope = select(rounds.c.call_id).select_from(joined).where(where)
-    call_outcomes = {
-        (row.outcome or "unknown"): int(row.n)
-        for row in conn.execute(
-            select(calls.c.outcome, func.count().label("n"))
-            .where(calls.c.id.in_(in_scope))
-            .group_by(calls.c.outcome)
-            .order_by(calls.c.outcome)
+    call_outcomes = dict(
+        sorted(
+            ((row.outcome or "unknown"), int(row.n))
+            for row in conn.execute(
+                select(calls.c.outcome, func.count().label("n"))
+                .where(calls.c.id.in_(in_scope))
+                .group_by(calls.c.outcome)
+            )
         )
-    }
+    )
 
     accept, counter, reject = int(totals.accept), int(totals.counter), int(totals.reject)
     negotiations = sum(negotiation_outcomes.values())
