@@ -111,7 +111,16 @@ def session_markdown(report: SessionReport) -> str:
         {0, 1, 2, 4, 5, 7, 8, 9},
     )
     negotiations = _table(
-        ("Call", "Rounds", "Outcome", "Opening", "Agreed", "Total concession", "vs loadboard"),
+        (
+            "Call",
+            "Rounds",
+            "Outcome",
+            "Opening",
+            "Agreed",
+            "Total concession",
+            "vs loadboard",
+            "vs ceiling",
+        ),
         (
             (
                 n.call_id,
@@ -121,6 +130,7 @@ def session_markdown(report: SessionReport) -> str:
                 money(n.agreed_rate),
                 signed_money(n.total_concession),
                 _versus(n.vs_loadboard),
+                _versus(n.vs_ceiling),
             )
             for n in report.negotiations
         ),

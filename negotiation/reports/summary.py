@@ -110,23 +110,21 @@ def _agreed_rates(totals: Any) -> AgreedRates:
     )
 
 
-def summary_report(
-    conn: Connection, filters: SummaryFilters, *, max_markup: Decimal, now: dt.datetime
-) -> SummaryReport:
-    """Totals over the rounds that match ``filters`` (time range on the round's timestamp)."""
-    joined, where = _scope(filters)
+def _per_negotiation(joined: FromClause, where: ColumnElement[bool], max_markup: Decimal) -> Any:
+    """One row per negotiation (call, session) in scope, with its rounds' counts and sums."""
     decision = rounds.c.decision
     accepted = decision == "accept"
     priced = and_(
         accepted, loads.c.loadboard_rate.is_not(None), rounds.c.carrier_offer.is_not(None)
     )
     first = rounds.c.round_number == 1
-    totals = conn.execute(
+    return (
         select(
+            rounds.c.call_id,
+            rounds.c.session_id,
             func.count().label("rounds"),
-            func.count(distinct(rounds.c.session_id)).label("sessions"),
-            func.count(distinct(rounds.c.call_id)).label("calls"),
             func.count(rounds.c.carrier_offer).label("with_offer"),
+            func.count(decision).label("decided"),
             _count_if(accepted).label("accept"),
             _count_if(decision == "counter").label("counter"),
             _count_if(decision == "reject").label("reject"),
@@ -140,13 +138,57 @@ def summary_report(
         )
         .select_from(joined)
         .where(where)
+        .group_by(rounds.c.call_id, rounds.c.session_id)
+        .subquery("negotiation")
+    )
+
+
+SUMMED = (
+    "rounds",
+    "with_offer",
+    "accept",
+    "counter",
+    "reject",
+    "first_decided",
+    "first_accepted",
+    "accept_round_sum",
+    "priced_accepts",
+    "agreed_cents",
+    "loadboard_cents",
+    "ceiling_cents",
+)
+
+
+def summary_report(
+    conn: Connection, filters: SummaryFilters, *, max_markup: Decimal, now: dt.datetime
+) -> SummaryReport:
+    """Totals over the rounds that match ``filters`` (time range on the round's timestamp).
+
+    Rounds are aggregated per negotiation, then negotiations are aggregated: one scan of the
+    rounds for the totals and outcomes, one for the decisions per round number, one for the
+    calls' outcomes.
+    """
+    joined, where = _scope(filters)
+    n = _per_negotiation(joined, where, max_markup)
+    totals = conn.execute(
+        select(
+            func.count().label("negotiations"),
+            func.count(distinct(n.c.session_id)).label("sessions"),
+            func.count(distinct(n.c.call_id)).label("calls"),
+            *(func.coalesce(func.sum(n.c[name]), 0).label(name) for name in SUMMED),
+            _count_if(n.c.accept > 0).label("accepted"),
+            _count_if(and_(n.c.accept == 0, n.c.reject > 0)).label("rejected"),
+            _count_if(and_(n.c.accept == 0, n.c.reject == 0, n.c.decided > 0)).label("open"),
+            _count_if(n.c.decided == 0).label("undecided"),
+        )
     ).one()
 
+    decision = rounds.c.decision
     by_round = conn.execute(
         select(
             rounds.c.round_number,
             func.count().label("total"),
-            _count_if(accepted).label("accept"),
+            _count_if(decision == "accept").label("accept"),
             _count_if(decision == "counter").label("counter"),
             _count_if(decision == "reject").label("reject"),
         )
@@ -155,28 +197,8 @@ def summary_report(
         .group_by(rounds.c.round_number)
         .order_by(rounds.c.round_number)
     ).all()
-
-    per_negotiation = (
-        select(
-            case(
-                (func.sum(case((accepted, 1), else_=0)) > 0, "accepted"),
-                (func.sum(case((decision == "reject", 1), else_=0)) > 0, "rejected"),
-                (func.count(decision) > 0, "open"),
-                else_="undecided",
-            ).label("outcome")
-        )
-        .select_from(joined)
-        .where(where)
-        .group_by(rounds.c.call_id, rounds.c.session_id)
-        .subquery()
-    )
     negotiation_outcomes = {
-        row.outcome: int(row.n)
-        for row in conn.execute(
-            select(per_negotiation.c.outcome, func.count().label("n")).group_by(
-                per_negotiation.c.outcome
-            )
-        )
+        name: int(getattr(totals, name)) for name in ("accepted", "rejected", "open", "undecided")
     }
     in_scope = select(rounds.c.call_id).select_from(joined).where(where)
     call_outcomes = dict(
