@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 
 from negotiation.auth import matching_key
 from negotiation.controllers.params import Db, Policy
+from negotiation.db import Database
 from negotiation.errors import ApiError
 from negotiation.pagination import decode_cursor, encode_cursor
 from negotiation.reports.chart import build_chart
@@ -173,7 +174,7 @@ def _ttl(raw: str, default: int) -> int:
 
 
 async def _sessions_page(
-    db: Any,
+    db: Database,
     status: str | None,
     search: str | None,
     cursor: str | None,
