@@ -243,3 +243,20 @@ async def test_reports_in_openapi(client: AsyncTestClient[Litestar]) -> None:
     assert operations["getSessionReport"] == "/api/reports/sessions/{session_id}"
     assert operations["getSummaryReport"] == "/api/reports/summary"
     assert not any(path.startswith("/ui") for path in schema["paths"])
+
+
+async def test_session_ids_with_dots_and_colons(
+    client: AsyncTestClient[Litestar], make_call: Any
+) -> None:
+    call = await make_call()
+    session = "crm:user.42-A_b"
+    r = await client.post(
+        f"/api/calls/{call['id']}/negotiate", json={"carrier_offer": 1900, "session_id": session}
+    )
+    assert r.status_code == 201, r.text
+    r = await client.get(f"/api/reports/sessions/{session}")
+    assert r.status_code == 200, r.text
+    assert (r.json()["session_id"], r.json()["outcome"]) == (session, "accepted")
+    assert r.headers["X-Session-ID"] == session
+    # Ids are case-sensitive.
+    assert (await client.get("/api/reports/sessions/CRM:user.42-A_b")).status_code == 404
