@@ -31,7 +31,8 @@ from negotiation.middleware import RequestContextMiddleware
 from negotiation.service import PolicySettings
 from negotiation.settings import Settings, get_settings
 from negotiation.templating import environment
-from negotiation.web.auth import before_ui_request
+from negotiation.web.auth import EXCEPTION_HANDLERS as UI_EXCEPTION_HANDLERS
+from negotiation.web.auth import require_login
 from negotiation.web.pages import PagesController
 
 logger = logging.getLogger("negotiation.app")
@@ -97,7 +98,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ui = Router(
         path="/",
         route_handlers=[PagesController],
-        before_request=before_ui_request,
+        guards=[require_login],
+        exception_handlers=UI_EXCEPTION_HANDLERS,
         include_in_schema=False,
     )
     return NegotiationApp(

@@ -13,8 +13,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Redirect, Template
+from litestar.types import ExceptionHandlersMap
 
 from negotiation.auth import matching_key
 from negotiation.settings import Settings
@@ -27,10 +30,22 @@ LOGIN_PATH = "/ui/login"
 HOME_PATH = "/ui/sessions"
 
 
-def logged_in(request: Request[Any, Any, Any]) -> bool:
+class LoginRequired(Exception):
+    """No valid key cookie: answered with a redirect to the login page."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+class CrossSiteRequest(Exception):
+    """A form post that a browser says came from another site: answered with 403."""
+
+
+def logged_in(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """True when the request carries the cookie with a currently configured API key."""
-    settings: Settings = request.app.state.settings
-    return matching_key(request.cookies.get(COOKIE_NAME), settings) is not None
+    settings: Settings = connection.app.state.settings
+    return matching_key(connection.cookies.get(COOKIE_NAME), settings) is not None
 
 
 def key_cookie(request: Request[Any, Any, Any], key: str) -> Cookie:
@@ -52,15 +67,15 @@ def expired_cookie() -> Cookie:
     )
 
 
-def same_origin(request: Request[Any, Any, Any]) -> bool:
+def same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """False for a form post that a browser says came from another site."""
-    site = request.headers.get("sec-fetch-site")
+    site = connection.headers.get("sec-fetch-site")
     if site is not None:
         return site in ("same-origin", "none")
-    origin = request.headers.get("origin")
+    origin = connection.headers.get("origin")
     if origin is None:
         return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    return urlsplit(origin).netloc == connection.headers.get("host", "")
 
 
 def safe_next(target: str | None) -> str:
@@ -70,18 +85,37 @@ def safe_next(target: str | None) -> str:
     return HOME_PATH
 
 
-async def before_ui_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
-    """Refuse cross-site form posts; send visitors without a valid key to the login page."""
-    if request.method not in ("GET", "HEAD") and not same_origin(request):
-        return Template(
-            template_name="ui/message.html",
-            context={
-                "title": "Request refused",
-                "message": "This form was submitted from another site, so it was refused.",
-            },
-            status_code=403,
-        )
-    if request.route_handler.opt.get("public") or logged_in(request):
-        return None
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return Redirect(f"{LOGIN_PATH}?next={quote(target, safe='')}", status_code=303)
+def require_login(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard: refuse cross-site form posts; visitors without a valid key go to the login page.
+
+    A guard (not a ``before_request`` hook) so it adds to whatever hooks the app has.
+    """
+    if connection.scope.get("method") not in ("GET", "HEAD") and not same_origin(connection):
+        raise CrossSiteRequest
+    if handler.opt.get("public") or logged_in(connection):
+        return
+    query = connection.scope.get("query_string", b"").decode("latin-1")
+    raise LoginRequired(connection.url.path + (f"?{query}" if query else ""))
+
+
+def to_login(_: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
+    return Redirect(f"{LOGIN_PATH}?next={quote(exc.target, safe='')}", status_code=303)
+
+
+def refuse_cross_site(_: Request[Any, Any, Any], __: CrossSiteRequest) -> Response[Any]:
+    return Template(
+        template_name="ui/message.html",
+        context={
+            "title": "Request refused",
+            "message": "This form was submitted from another site, so it was refused.",
+        },
+        status_code=403,
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    LoginRequired: to_login,
+    CrossSiteRequest: refuse_cross_site,
+}
