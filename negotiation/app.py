@@ -14,6 +14,8 @@ from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
@@ -23,6 +25,7 @@ from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
 from negotiation.controllers.loads import LoadController
 from negotiation.controllers.negotiations import NegotiationController
+from negotiation.controllers.reports import ReportController
 from negotiation.controllers.sessions import SessionController
 from negotiation.db import Database
 from negotiation.errors import EXCEPTION_HANDLERS
@@ -30,6 +33,10 @@ from negotiation.logs import logging_config
 from negotiation.middleware import RequestContextMiddleware
 from negotiation.service import PolicySettings, utcnow
 from negotiation.settings import Settings, get_settings
+from negotiation.templating import environment
+from negotiation.web.auth import EXCEPTION_HANDLERS as UI_EXCEPTION_HANDLERS
+from negotiation.web.auth import require_login
+from negotiation.web.pages import PagesController
 
 logger = logging.getLogger("negotiation.app")
 
@@ -98,12 +105,25 @@ def create_app(
 
     api = Router(
         path="/api",
-        route_handlers=[LoadController, CallController, NegotiationController, SessionController],
+        route_handlers=[
+            LoadController,
+            CallController,
+            NegotiationController,
+            SessionController,
+            ReportController,
+        ],
         guards=[require_api_key],
         security=[{"apiKey": []}],
     )
+    ui = Router(
+        path="/",
+        route_handlers=[PagesController],
+        guards=[require_login],
+        exception_handlers=UI_EXCEPTION_HANDLERS,
+        include_in_schema=False,
+    )
     return NegotiationApp(
-        route_handlers=[api, health],
+        route_handlers=[api, ui, health],
         lifespan=[lifespan],
         state=State(
             {
@@ -122,6 +142,9 @@ def create_app(
         request_max_body_size=MAX_BODY_BYTES,
         request_class=ApiRequest,
         before_request=refuse_nul_in_url,
+        template_config=TemplateConfig(
+            instance=JinjaTemplateEngine.from_environment(environment())
+        ),
         openapi_config=OpenAPIConfig(
             title="Negotiation API",
             version=__version__,

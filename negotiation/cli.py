@@ -1,12 +1,295 @@
-"""The ``negotiation`` command line."""
+"""The ``negotiation`` command line: serve the API, report on sessions, export rounds.
+
+Reports and exports read the database named by ``NEGOTIATION_DATABASE_URL`` directly, through
+the same :class:`~negotiation.db.Database` units of work as the service. Exit codes: 0 done,
+2 usage error, 1 with a one-line message (unknown session, unreachable database, …).
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+import enum
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import typer
 
 from negotiation.settings import get_settings
 
-app = typer.Typer(help="Negotiation service: serve the API, report on sessions, export rounds.")
+if TYPE_CHECKING:
+    from negotiation.db import Database
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Negotiation service: serve the API, report on sessions, export rounds.",
+    no_args_is_help=True,
+)
+report_app = typer.Typer(
+    help="Reports read straight from the database (NEGOTIATION_DATABASE_URL).",
+    no_args_is_help=True,
+)
+export_app = typer.Typer(
+    help="Stream data out of the database (NEGOTIATION_DATABASE_URL).", no_args_is_help=True
+)
+app.add_typer(report_app, name="report")
+app.add_typer(export_app, name="export")
+
+
+class ReportFormat(enum.StrEnum):
+    md = "md"
+    csv = "csv"
+    json = "json"
+    html = "html"
+
+
+class ExportFormat(enum.StrEnum):
+    csv = "csv"
+    ndjson = "ndjson"
+
+
+def _timestamp(value: str | None) -> dt.datetime | None:
+    """ISO 8601 date or date-time; without a zone it is UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time (e.g. 2026-01-31 or 2026-01-31T08:00Z)"
+        ) from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _session_id(value: str) -> str:
+    from negotiation.ids import validate_session_id
+
+    if not validate_session_id(value):
+        raise typer.BadParameter("a session id is 1-128 characters of A-Z a-z 0-9 _ - . :")
+    return value
+
+
+FORMAT = typer.Option(ReportFormat.md, "--format", "-f", help="Output format.")
+EXPORT_FORMAT = typer.Option(ExportFormat.csv, "--format", "-f", help="Output format.")
+OUTPUT = typer.Option(
+    None, "--output", "-o", help="Write to FILE instead of standard output.", dir_okay=False
+)
+SINCE = typer.Option(
+    None,
+    help="Only rounds at or after this UTC time (ISO 8601).",
+    callback=_timestamp,
+    metavar="TIME",
+)
+UNTIL = typer.Option(
+    None, help="Only rounds before this UTC time (ISO 8601).", callback=_timestamp, metavar="TIME"
+)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` on standard error and exit with status 1."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work(db)`` on the configured database; database trouble exits 1 with one line."""
+    from pydantic import ValidationError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from negotiation.db import (
+        Database,
+        DatabaseBusy,
+        DatabaseUnavailable,
+        _short_reason,
+        is_sqlite,
+    )
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        fail(f"invalid settings: {exc.errors()[0]['msg']}")
+    try:
+        if is_sqlite(settings.database_url):
+            path = make_url(settings.database_url).database
+            if path and path != ":memory:" and not Path(path).is_file():
+                fail(f"database file {path} does not exist (set NEGOTIATION_DATABASE_URL)")
+        db = Database(settings)
+    except ValueError as exc:
+        fail(f"NEGOTIATION_DATABASE_URL: {exc}")
+
+    async def run() -> T:
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    import asyncio
+
+    try:
+        return asyncio.run(run())
+    except (DatabaseUnavailable, DatabaseBusy) as exc:
+        fail(f"database unavailable: {exc}")
+    except DBAPIError as exc:
+        fail(f"database error: {_short_reason(exc)}")
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+
+
+@report_app.command("session")
+def report_session(
+    session_id: str = typer.Argument(..., help="The session's id.", callback=_session_id),
+    fmt: ReportFormat = FORMAT,
+    output: Path | None = OUTPUT,
+) -> None:
+    """One session's history: its calls and loads, every round, outcome and figures."""
+    from negotiation.reports.history import session_report
+    from negotiation.reports.render import render_session
+
+    async def work(db: Database) -> Any:
+        return await db.read(
+            session_report, session_id, max_markup=db.settings.max_markup, now=_now()
+        )
+
+    report = _with_database(work)
+    if report is None:
+        fail(f"session {session_id} not found")
+    _write(render_session(report, fmt.value), output)
+
+
+@report_app.command("summary")
+def report_summary(
+    since: str | None = SINCE,
+    until: str | None = UNTIL,
+    load_id: str | None = typer.Option(None, help="Only calls about this load."),
+    carrier_mc_number: str | None = typer.Option(None, help="Only this carrier's calls."),
+    fmt: ReportFormat = FORMAT,
+    output: Path | None = OUTPUT,
+) -> None:
+    """Totals over a period: sessions, calls, rounds, acceptance, margins, outcomes."""
+    from negotiation.reports.render import render_summary
+    from negotiation.reports.schemas import SummaryFilters
+    from negotiation.reports.summary import summary_report
+
+    filters = SummaryFilters(
+        since=cast(dt.datetime | None, since),  # the callback parsed it
+        until=cast(dt.datetime | None, until),
+        load_id=load_id,
+        carrier_mc_number=carrier_mc_number,
+    )
+    if filters.since and filters.until and filters.since > filters.until:
+        raise typer.BadParameter("--since must not be later than --until")
+
+    async def work(db: Database) -> Any:
+        return await db.read(summary_report, filters, max_markup=db.settings.max_markup, now=_now())
+
+    _write(render_summary(_with_database(work), fmt.value), output)
+
+
+@export_app.command("rounds")
+def export_rounds(
+    fmt: ExportFormat = EXPORT_FORMAT,
+    since: str | None = SINCE,
+    until: str | None = UNTIL,
+    output: Path | None = OUTPUT,
+    progress: bool | None = typer.Option(
+        None,
+        "--progress/--no-progress",
+        help="Progress bar on standard error (default: only when it is a terminal).",
+        show_default=False,
+    ),
+) -> None:
+    """Every round, oldest first, streamed in constant memory (CSV with a header, or NDJSON)."""
+    from negotiation.reports.export import count_rounds, csv_sink, ndjson_sink
+    from negotiation.reports.export import export_rounds as export_unit
+
+    start, end = cast(dt.datetime | None, since), cast(dt.datetime | None, until)
+    if progress is None:
+        progress = sys.stderr.isatty() and (output is not None or not sys.stdout.isatty())
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp") if output else None
+
+    async def work(db: Database) -> int:
+        total = await db.read(count_rounds, start, end) if progress else None
+        with _progress(total, enabled=bool(progress)) as advance:
+            out = tmp.open("w", encoding="utf-8", newline="") if tmp else sys.stdout
+            try:
+                make_sink = csv_sink if fmt is ExportFormat.csv else ndjson_sink
+                sink = _guarded(make_sink(out, advance))
+                written: int = await db.read(export_unit, sink, since=start, until=end)
+                out.flush()
+            finally:
+                if tmp:
+                    out.close()
+        return written
+
+    try:
+        written = _with_database(work)
+        if tmp and output:
+            tmp.replace(output)
+    except (OSError, OutputError) as exc:
+        cause = exc.__cause__ if isinstance(exc, OutputError) else exc
+        if isinstance(cause, BrokenPipeError):
+            # The reader went away (``| head``): nothing left to say, and nowhere to say it.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
+        fail(f"cannot write {output or 'standard output'}: {cause}")
+    finally:
+        if tmp:
+            tmp.unlink(missing_ok=True)
+    if sys.stderr.isatty():
+        typer.echo(f"{written} rounds exported{f' to {output}' if output else ''}", err=True)
+
+
+class OutputError(Exception):
+    """Writing the export failed; not an ``OSError``, so it is never taken for database trouble."""
+
+
+def _guarded(sink: Callable[[Any], None]) -> Callable[[Any], None]:
+    def write(batch: Any) -> None:
+        try:
+            sink(batch)
+        except OSError as exc:
+            raise OutputError(str(exc)) from exc
+
+    return write
+
+
+def _progress(total: int | None, *, enabled: bool) -> Any:
+    """A context manager yielding ``advance(n)``: a rich progress bar, or a no-op."""
+    from contextlib import contextmanager, nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    @contextmanager
+    def bar() -> Any:
+        columns = ("Exporting rounds", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True)) as shown:
+            task = shown.add_task("rounds", total=total)
+            yield lambda n: shown.advance(task, n)
+
+    return bar()
 
 
 @app.command()
@@ -29,11 +312,6 @@ def serve(
         access_log=False,
         proxy_headers=True,
     )
-
-
-@app.callback()
-def _root() -> None:
-    """Keep sub-commands explicit (``negotiation serve``) even while there is only one."""
 
 
 def main() -> None:

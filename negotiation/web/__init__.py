@@ -1,0 +1,1 @@
+"""Server-rendered pages for people: ``/ui/login``, ``/ui/sessions``, ``/ui/sessions/{id}``."""

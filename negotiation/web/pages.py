@@ -1,0 +1,214 @@
+"""The pages: login, the sessions table (filter, search, create) and one session's history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.response import Redirect, Template
+
+from negotiation.auth import matching_key
+from negotiation.controllers.params import Db, Now, Policy
+from negotiation.db import Database
+from negotiation.errors import ApiError
+from negotiation.pagination import decode_cursor, encode_cursor
+from negotiation.reports.chart import build_chart
+from negotiation.reports.history import session_report
+from negotiation.schemas import SessionCreate
+from negotiation.sessions import create_session
+from negotiation.settings import Settings
+from negotiation.web.auth import (
+    HOME_PATH,
+    LOGIN_PATH,
+    expired_cookie,
+    key_cookie,
+    logged_in,
+    safe_next,
+)
+from negotiation.web.listing import StatusFilter, sessions_page
+
+# The sessions API's create function can replace this one when both are merged.
+
+STATUSES: tuple[StatusFilter, ...] = ("active", "closed", "expired")
+MAX_TTL_SECONDS = 365 * 24 * 3600
+
+
+@dataclass
+class LoginForm:
+    api_key: str = ""
+    next: str = ""
+
+
+@dataclass
+class SessionForm:
+    session_id: str = ""
+    client_id: str = ""
+    ttl_seconds: str = ""
+
+
+def _page_cursor(cursor: str | None) -> tuple[dt.datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        at, session_id = decode_cursor(cursor, "ui-sessions", list)
+        return dt.datetime.fromisoformat(at), str(session_id)
+    except (ApiError, ValueError, TypeError):
+        return None  # A stale or edited link: start from the newest.
+
+
+class PagesController(Controller):
+    path = "/ui"
+    include_in_schema = False
+
+    @get("/", name="ui-home")
+    async def home(self) -> Redirect:
+        return Redirect(HOME_PATH, status_code=303)
+
+    @get("/login", opt={"public": True})
+    async def login_form(
+        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+    ) -> Template | Redirect:
+        if logged_in(request):
+            return Redirect(safe_next(next), status_code=303)
+        return Template(
+            template_name="ui/login.html", context={"next": safe_next(next), "error": None}
+        )
+
+    @post("/login", opt={"public": True}, status_code=303)
+    async def login(
+        self, request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm]
+    ) -> Template | Redirect:
+        settings: Settings = request.app.state.settings
+        if matching_key(data.api_key, settings) is None:
+            return Template(
+                template_name="ui/login.html",
+                context={"next": safe_next(data.next), "error": "That API key is not valid."},
+                status_code=401,
+            )
+        return Redirect(
+            safe_next(data.next), status_code=303, cookies=[key_cookie(request, data.api_key)]
+        )
+
+    @post("/logout", status_code=303)
+    async def logout(self) -> Redirect:
+        return Redirect(LOGIN_PATH, status_code=303, cookies=[expired_cookie()])
+
+    @get("/sessions")
+    async def sessions(
+        self,
+        db: Db,
+        now: Now,
+        status: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+    ) -> Template:
+        return await _sessions_page(db, now, status, q, cursor)
+
+    @post("/sessions", status_code=303)
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        db: Db,
+        now: Now,
+        data: URLEncodedBody[SessionForm],
+    ) -> Template | Redirect:
+        settings: Settings = request.app.state.settings
+        try:
+            ttl = _ttl(data.ttl_seconds, settings.session_ttl_seconds)
+            client_id = data.client_id.strip() or None
+            if client_id is not None and len(client_id) > 255:
+                raise ApiError(422, "VALIDATION_ERROR", "Client id must be at most 255 characters.")
+            fields = SessionCreate(
+                session_id=data.session_id.strip() or None, client_id=client_id, ttl_seconds=ttl
+            )
+            row = await db.write(
+                create_session, fields, default_ttl=settings.session_ttl_seconds, now=now
+            )
+        except ApiError as exc:
+            return await _sessions_page(
+                db, now, None, None, None, form=data, error=exc.message, status_code=exc.status_code
+            )
+        return Redirect(f"/ui/sessions/{quote(row.session_id, safe='')}?created=1", status_code=303)
+
+    @get("/sessions/{session_id:str}")
+    async def session(
+        self,
+        db: Db,
+        policy_settings: Policy,
+        now: Now,
+        session_id: FromPath[str],
+        created: FromQuery[str | None] = None,
+    ) -> Template:
+        report = await db.read(
+            session_report, session_id, max_markup=policy_settings.max_markup, now=now
+        )
+        if report is None:
+            return Template(
+                template_name="ui/message.html",
+                context={
+                    "title": "Session not found",
+                    "message": f"There is no session {session_id}.",
+                },
+                status_code=404,
+            )
+        return Template(
+            template_name="ui/session.html",
+            context={"report": report, "chart": build_chart(report.rounds), "created": created},
+        )
+
+
+def _ttl(raw: str, default: int) -> int:
+    if not raw.strip():
+        return default
+    try:
+        ttl = int(raw)
+    except ValueError:
+        ttl = 0
+    if not 1 <= ttl <= MAX_TTL_SECONDS:
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"Time to live must be a whole number of seconds, 1-{MAX_TTL_SECONDS}.",
+        )
+    return ttl
+
+
+async def _sessions_page(
+    db: Database,
+    now: dt.datetime,
+    status: str | None,
+    search: str | None,
+    cursor: str | None,
+    *,
+    form: SessionForm | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Template:
+    chosen: StatusFilter | None = next((s for s in STATUSES if s == status), None)
+    search = (search or "").strip()[:128] or None
+    lines, after = await db.read(
+        sessions_page, status=chosen, search=search, after=_page_cursor(cursor), now=now
+    )
+    next_url = None
+    if after is not None:
+        query = {"status": chosen or "", "q": search or ""}
+        query["cursor"] = encode_cursor("ui-sessions", [after[0].isoformat(), after[1]])
+        next_url = "/ui/sessions?" + urlencode({k: v for k, v in query.items() if v})
+    return Template(
+        template_name="ui/sessions.html",
+        context={
+            "lines": lines,
+            "statuses": STATUSES,
+            "status": chosen,
+            "q": search or "",
+            "next_url": next_url,
+            "paged": cursor is not None,
+            "form": form or SessionForm(),
+            "error": error,
+        },
+        status_code=status_code,
+    )
