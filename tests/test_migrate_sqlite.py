@@ -209,6 +209,17 @@ def test_upgrades_a_file_already_under_alembic(legacy: Path, run: Run) -> None:
     assert f"applied {HEAD}" in out and f"applied {SECOND}" not in out
 
 
+def test_plain_alembic_upgrade_points_a_legacy_file_to_the_script(legacy: Path, run: Run) -> None:
+    before = snapshot(legacy)
+    with pytest.raises(RuntimeError, match=r"adopt it with scripts/migrate_add_session_id\.sh"):
+        dbutil.run_alembic(f"sqlite:///{legacy}")
+    assert snapshot(legacy) == before
+    # Alembic may have left an empty alembic_version table behind; the script still adopts it.
+    status, out, err = run(str(legacy))
+    assert status == 0, err
+    assert f"stamped {FIRST}" in out
+
+
 @pytest.mark.parametrize("kind", ["missing", "directory", "empty", "text"])
 def test_refuses_what_is_not_a_sqlite_file(tmp_path: Path, run: Run, kind: str) -> None:
     path = tmp_path / "loads.db"

@@ -25,6 +25,12 @@ MONEY = sa.Float().with_variant(sa.Numeric(12, 2), "postgresql")
 
 
 def upgrade() -> None:
+    if not op.get_context().as_sql and sa.inspect(op.get_bind()).has_table("loads"):
+        raise RuntimeError(
+            "the database already has the legacy tables but no alembic_version: adopt it with "
+            "scripts/migrate_add_session_id.sh PATH (backup, stamp, upgrade, verify); "
+            "see docs/MIGRATIONS.md"
+        )
     op.create_table(
         "loads",
         sa.Column("load_id", sa.String(), nullable=False),
