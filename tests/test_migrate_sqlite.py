@@ -310,9 +310,10 @@ def test_a_failed_upgrade_leaves_the_file_byte_identical(
 
 
 @pytest.mark.slow
-def test_a_killed_run_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_a_killed_run_leaves_the_file_as_it_was(tmp_path: Path, journal_mode: str) -> None:
     path = tmp_path / "loads.db"
-    create_legacy_db(path, negotiations=20000)
+    create_legacy_db(path, negotiations=20000, journal_mode=journal_mode)
     digest = sha256(path)
     marker = tmp_path / "reached"
     body = f"    open({str(marker)!r}, 'w').close()\n    import time; time.sleep(120)"
@@ -332,6 +333,9 @@ def test_a_killed_run_leaves_the_file_as_it_was(tmp_path: Path) -> None:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # The upgrade had already written: a journal (hot, or WAL frames) is left behind.
+    sidecar = tmp_path / ("loads.db-journal" if journal_mode == "delete" else "loads.db-wal")
+    assert sidecar.stat().st_size > 0
     # The next opener rolls the interrupted transaction back (hot journal).
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

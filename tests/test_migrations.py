@@ -30,28 +30,28 @@ LEGACY_TABLES = ("calls", "carriers", "loads", "negotiations")
 API_KEY = "test-key"
 
 
+def _empty_postgres_database(prefix: str) -> Iterator[str]:
+    server = dbutil.postgres_server_url()
+    if server is None:
+        pytest.skip(f"PostgreSQL tests need {dbutil.POSTGRES_URL_ENV}")
+    name = dbutil.database_name(prefix)
+    yield dbutil.create_postgres_database(server, name)
+    dbutil.drop_postgres_database(server, name)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A brand-new database of each kind with no tables at all."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    server = dbutil.postgres_server_url()
-    if server is None:
-        pytest.skip(f"PostgreSQL tests need {dbutil.POSTGRES_URL_ENV}")
-    name = dbutil.database_name("negotiation_migrations")
-    yield dbutil.create_postgres_database(server, name)
-    dbutil.drop_postgres_database(server, name)
+    else:
+        yield from _empty_postgres_database("negotiation_migrations")
 
 
 @pytest.fixture
-def postgres_url(tmp_path: Path) -> Iterator[str]:
-    server = dbutil.postgres_server_url()
-    if server is None:
-        pytest.skip(f"PostgreSQL tests need {dbutil.POSTGRES_URL_ENV}")
-    name = dbutil.database_name("negotiation_locks")
-    yield dbutil.create_postgres_database(server, name)
-    dbutil.drop_postgres_database(server, name)
+def postgres_url() -> Iterator[str]:
+    """A brand-new PostgreSQL database with no tables."""
+    yield from _empty_postgres_database("negotiation_locks")
 
 
 async def alembic(url: str, fn: str, revision: str | None = "head") -> None:
@@ -179,6 +179,14 @@ SELECT g % 5000 + 1, g % 3 + 1, CASE WHEN g % 10 = 0 THEN NULL ELSE 2300.1 END, 
 FROM generate_series(1, {rows}) g;
 ANALYZE
 """
+
+
+async def legacy_postgres(url: str, rows: int) -> None:
+    """Bring ``url`` to the legacy schema holding ``rows`` negotiation rounds."""
+    await alembic(url, "upgrade", FIRST)
+    await query(url, LEGACY_ROWS.format(rows=rows))
+
+
 INVALID_INDEXES = "SELECT indexrelid FROM pg_index WHERE NOT indisvalid"
 RELFILENODES = """
 SELECT relname, relfilenode FROM pg_class
@@ -188,8 +196,7 @@ WHERE relname IN ('loads', 'carriers', 'calls', 'negotiations') ORDER BY relname
 
 @pytest.mark.postgres
 async def test_postgresql_upgrade_rewrites_no_table(postgres_url: str) -> None:
-    await alembic(postgres_url, "upgrade", FIRST)
-    await query(postgres_url, LEGACY_ROWS.format(rows=20000))
+    await legacy_postgres(postgres_url, 20000)
     before = await query(postgres_url, RELFILENODES)
     await alembic(postgres_url, "upgrade")
     assert await query(postgres_url, RELFILENODES) == before  # a rewrite means a new relfilenode
@@ -244,8 +251,7 @@ async def writers(postgres_url: str) -> AsyncIterator[Writers]:
 async def test_writers_keep_inserting_while_the_session_index_revision_runs(
     postgres_url: str, writers: Writers
 ) -> None:
-    await alembic(postgres_url, "upgrade", FIRST)
-    await query(postgres_url, LEGACY_ROWS.format(rows=300_000))
+    await legacy_postgres(postgres_url, 300_000)
     latencies, during = await writers(lambda: alembic(postgres_url, "upgrade", SECOND))
     assert during > 20  # the writers really ran while the indexes were built
     assert max(latencies) < 1.0, f"a writer waited {max(latencies):.2f} s"
@@ -264,8 +270,7 @@ async def test_the_writer_harness_notices_a_blocking_lock(
     postgres_url: str, writers: Writers
 ) -> None:
     """The measurement above can fail: a lock that blocks writers shows up in it."""
-    await alembic(postgres_url, "upgrade", FIRST)
-    await query(postgres_url, LEGACY_ROWS.format(rows=1000))
+    await legacy_postgres(postgres_url, 1000)
     lock = "LOCK TABLE negotiations IN SHARE MODE; SELECT pg_sleep(1.2)"
     latencies, _ = await writers(lambda: query(postgres_url, lock))
     assert max(latencies) >= 1.0
