@@ -14,6 +14,11 @@ from typing import NamedTuple
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 VERSION_TABLE = "alembic_version"
+#: What the session-id revision adds: the column, and the indexes with their columns.
+SESSION_INDEXES = {
+    "idx_negotiations_session_id": ("session_id",),
+    "idx_negotiations_call_session": ("call_id", "session_id"),
+}
 
 
 class Column(NamedTuple):
@@ -158,6 +163,31 @@ def integrity_problems(conn: sqlite3.Connection) -> list[str]:
     """``PRAGMA integrity_check``'s complaints (empty when it says ``ok``)."""
     result = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
     return [] if result == ["ok"] else result
+
+
+def session_id_problems(conn: sqlite3.Connection) -> list[str]:
+    """What is missing of ``negotiations.session_id`` (TEXT) and its two indexes."""
+    problems = []
+    columns = {r[1]: str(r[2]).upper() for r in conn.execute("PRAGMA table_info(negotiations)")}
+    if columns.get("session_id") != "TEXT":
+        problems.append("column negotiations.session_id (TEXT) is missing")
+    indexes = {
+        r[1]: tuple(c[2] for c in conn.execute(f"PRAGMA index_info({_quote(r[1])})"))
+        for r in conn.execute("PRAGMA index_list(negotiations)")
+    }
+    for name, wanted in SESSION_INDEXES.items():
+        if indexes.get(name) != wanted:
+            problems.append(f"index {name} on negotiations ({', '.join(wanted)}) is missing")
+    return problems
+
+
+def inspect_file(path: Path) -> tuple[list[str], dict[str, int]]:
+    """``integrity_check`` complaints and rows per table of the database file at ``path``."""
+    conn = sqlite3.connect(path)
+    try:
+        return integrity_problems(conn), row_counts(conn)
+    finally:
+        conn.close()
 
 
 def foreign_key_violations(conn: sqlite3.Connection) -> set[tuple[str, int, str]]:
