@@ -1,8 +1,14 @@
 """Alembic environment: async, URL from the service's settings, connection sharing for tests.
 
 Tests (and ``scripts/migrate_add_session_id.sh``) may hand Alembic an open connection in
-``config.attributes["connection"]``; otherwise the URL comes from ``NEGOTIATION_DATABASE_URL``
-through the same :class:`~negotiation.settings.Settings` the service uses.
+``config.attributes["connection"]``; a connection already inside a transaction keeps it (the
+SQLite migration script commits stamp + upgrade + checks as one). Otherwise the URL comes from
+``-x url=...``, ``config.attributes["url"]`` or ``NEGOTIATION_DATABASE_URL`` through the same
+:class:`~negotiation.settings.Settings` the service uses.
+
+Each revision runs in its own transaction (revisions with CONCURRENTLY index builds must commit
+part-way anyway). PostgreSQL runs start with ``SET lock_timeout`` / ``SET statement_timeout``
+(``-x lock_timeout=... -x statement_timeout=...``; see :mod:`negotiation.migration_ops`).
 """
 
 import asyncio
@@ -14,6 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from negotiation.db import normalize_url
+from negotiation.migration_ops import session_timeouts, timeout_statements
 from negotiation.models import Base
 from negotiation.settings import get_settings
 
@@ -41,9 +48,18 @@ def run_migrations_offline() -> None:
         dialect_opts={"paramstyle": "named"},
         compare_type=True,
         render_as_batch=url.startswith("sqlite"),
+        transaction_per_migration=True,
     )
+    _bound_locks(url.startswith("postgresql"))
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _bound_locks(postgresql: bool) -> None:
+    """PostgreSQL: no DDL waits for (or holds) a lock longer than the timeouts allow."""
+    if postgresql:
+        for statement in timeout_statements(*session_timeouts()):
+            context.execute(statement)
 
 
 def do_run_migrations(connection: Connection) -> None:
@@ -59,7 +75,9 @@ def do_run_migrations(connection: Connection) -> None:
         target_metadata=target_metadata,
         compare_type=True,
         render_as_batch=is_sqlite,
+        transaction_per_migration=True,
     )
+    _bound_locks(connection.dialect.name == "postgresql")
     with context.begin_transaction():
         context.run_migrations()
 

@@ -13,8 +13,10 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv" >&2
   "$PYTHON" -m venv .venv
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)${EXTRAS:+-$EXTRAS}"
-if [ ! -f "$stamp" ]; then
+stamp_base=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp="$stamp_base${EXTRAS:+-$EXTRAS}"
+# An install with extras also satisfies a caller that needs none (serve, migrate after test).
+if [ ! -f "$stamp" ] && ! { [ -z "$EXTRAS" ] && compgen -G "$stamp_base*" >/dev/null; }; then
   echo "installing dependencies into .venv" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}"

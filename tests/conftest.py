@@ -7,7 +7,6 @@ reason, except under CI (``CI`` set), where a missing URL is an error rather tha
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -48,8 +47,7 @@ def postgres_database() -> Iterator[str]:
             f"PostgreSQL tests need {dbutil.POSTGRES_URL_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)"
         )
     # One database per checkout and xdist worker, so parallel runs never share one.
-    checkout = hashlib.sha1(str(dbutil.ROOT).encode()).hexdigest()[:8]
-    name = f"negotiation_test_{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    name = dbutil.database_name("negotiation_test")
     url = dbutil.create_postgres_database(server, name)
     dbutil.run_alembic(url)
     yield url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -32,11 +33,12 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-def run_alembic(url: str, fn: str = "upgrade", revision: str = "head") -> None:
-    """Run ``alembic <fn> <revision>`` against ``url`` on a shared connection."""
+def run_alembic(url: str, fn: str = "upgrade", revision: str | None = "head") -> None:
+    """Run ``alembic <fn> [<revision>]`` against ``url`` on a shared connection."""
 
     def _run(connection: Connection) -> None:
-        getattr(command, fn)(alembic_config(connection), revision)
+        args = () if revision is None else (revision,)
+        getattr(command, fn)(alembic_config(connection), *args)
 
     if normalize_url(url, asynchronous=False).get_backend_name() == "sqlite":
         engine = create_engine(normalize_url(url, asynchronous=False))
@@ -58,6 +60,12 @@ def run_alembic(url: str, fn: str = "upgrade", revision: str = "head") -> None:
 
 def postgres_server_url() -> str | None:
     return os.environ.get(POSTGRES_URL_ENV) or None
+
+
+def database_name(prefix: str) -> str:
+    """A PostgreSQL database name unique to this checkout and xdist worker."""
+    checkout = hashlib.sha1(str(ROOT).encode()).hexdigest()[:8]
+    return f"{prefix}_{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 async def _admin(server_url: str, *statements: str) -> None:

@@ -1,5 +1,10 @@
 """The legacy schema, exactly as the original service's loads.db had it (before session ids).
 
+On SQLite this is ``shared/fixtures/legacy_loads_schema.sql`` statement for statement (a test
+compares them). Only SQLite files ever held legacy data, so PostgreSQL has no legacy database to
+match; there the money columns are NUMERIC(12, 2) from the start, because changing a column's
+type later rewrites the whole table under an ACCESS EXCLUSIVE lock (see docs/MIGRATIONS.md).
+
 Revision ID: 5e1a0c3b7d01
 Revises:
 Create Date: 2026-11-21 12:00:00 UTC
@@ -15,8 +20,17 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+#: FLOAT as the legacy service stored money; exact NUMERIC(12, 2) on PostgreSQL (see above).
+MONEY = sa.Float().with_variant(sa.Numeric(12, 2), "postgresql")
+
 
 def upgrade() -> None:
+    if not op.get_context().as_sql and sa.inspect(op.get_bind()).has_table("loads"):
+        raise RuntimeError(
+            "the database already has the legacy tables but no alembic_version: adopt it with "
+            "scripts/migrate_add_session_id.sh PATH (backup, stamp, upgrade, verify); "
+            "see docs/MIGRATIONS.md"
+        )
     op.create_table(
         "loads",
         sa.Column("load_id", sa.String(), nullable=False),
@@ -25,7 +39,7 @@ def upgrade() -> None:
         sa.Column("pickup_datetime", sa.DateTime(), nullable=False),
         sa.Column("delivery_datetime", sa.DateTime(), nullable=False),
         sa.Column("equipment_type", sa.String(), nullable=False),
-        sa.Column("loadboard_rate", sa.Float(), nullable=False),
+        sa.Column("loadboard_rate", MONEY, nullable=False),
         sa.Column("notes", sa.Text(), nullable=True),
         sa.Column("weight", sa.Float(), nullable=True),
         sa.Column("commodity_type", sa.String(), nullable=True),
@@ -62,8 +76,8 @@ def upgrade() -> None:
         sa.Column("call_duration", sa.Integer(), nullable=True),
         sa.Column("outcome", sa.String(), nullable=True),
         sa.Column("sentiment", sa.String(), nullable=True),
-        sa.Column("initial_rate_offered", sa.Float(), nullable=True),
-        sa.Column("final_rate_agreed", sa.Float(), nullable=True),
+        sa.Column("initial_rate_offered", MONEY, nullable=True),
+        sa.Column("final_rate_agreed", MONEY, nullable=True),
         sa.Column("negotiation_rounds", sa.Integer(), nullable=True),
         sa.Column("notes", sa.Text(), nullable=True),
         sa.Column("call_transcript", sa.Text(), nullable=True),
@@ -78,7 +92,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("call_id", sa.Integer(), nullable=True),
         sa.Column("round_number", sa.Integer(), nullable=False),
-        sa.Column("carrier_offer", sa.Float(), nullable=True),
+        sa.Column("carrier_offer", MONEY, nullable=True),
         sa.Column("system_response", sa.String(), nullable=True),
         sa.Column("timestamp", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
