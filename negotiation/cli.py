@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from negotiation.settings import get_settings
+from negotiation.settings import settings_or_exit
 
 app = typer.Typer(help="Negotiation service: serve the API, report on sessions, export rounds.")
 
@@ -15,10 +15,14 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default NEGOTIATION_PORT)"),
     workers: int = typer.Option(1, min=1, help="Worker processes"),
 ) -> None:
-    """Serve the HTTP API with uvicorn (run ``alembic upgrade head`` first)."""
+    """Serve the HTTP API with uvicorn (run ``alembic upgrade head`` first).
+
+    Invalid settings (e.g. ``NEGOTIATION_ENV=production`` without keys of your own) stop it
+    before it listens, with a message naming what to fix.
+    """
     import uvicorn
 
-    settings = get_settings()
+    settings = settings_or_exit()
     uvicorn.run(
         "negotiation.app:create_app",
         factory=True,
