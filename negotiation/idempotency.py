@@ -29,6 +29,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, cast
@@ -57,18 +58,20 @@ CLEANUP_BATCH = 100
 
 keys = cast(Table, IdempotencyKey.__table__)
 
-#: The ``Idempotency-Key`` request header: 1-255 printable ASCII characters (else 422).
+_VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+#: The ``Idempotency-Key`` request header: 1-255 printable ASCII characters (else 422). The
+#: constraints are documented here and checked by :func:`respond_once`, for a clearer message.
 IdempotencyKeyHeader = Annotated[
     str | None,
     HeaderParameter(
         name=HEADER,
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x20-\x7E]+$",
         description=(
             "Retry safely: the same key with the same body returns the first response again "
-            "(header Idempotent-Replayed: true) and records nothing new."
+            "(header Idempotent-Replayed: true) and records nothing new. 1-255 printable "
+            "ASCII characters."
         ),
+        schema_extra={"minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$"},
     ),
 ]
 
@@ -151,6 +154,13 @@ async def respond_once(
     """
     if key is None:
         return Outcome(status, encode(render(await db.write(unit)))).response()
+    if not _VALID_KEY.fullmatch(key):
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"{HEADER} must be 1-255 printable ASCII characters.",
+            [{"key": HEADER, "source": "header", "message": "1-255 printable ASCII characters"}],
+        )
     cfg: IdempotencySettings = request.app.state.idempotency
     claim = Claim(
         scope=request.state.api_key_fingerprint,
