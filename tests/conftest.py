@@ -7,12 +7,15 @@ reason, except under CI (``CI`` set), where a missing URL is an error rather tha
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -68,8 +71,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    """Settings for the app under test; override fields with ``settings.model_copy(update=…)``."""
+    """Settings for the app under test; override fields with ``changed(settings, …)``."""
     return Settings(database_url=database_url, api_keys=(API_KEY,), env="development")
+
+
+def changed(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` with some fields changed, validated like any settings."""
+    return Settings.model_validate({**settings.model_dump(), **overrides})
 
 
 @pytest.fixture
@@ -83,6 +91,36 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app) as c:
         c.headers["X-API-Key"] = API_KEY
         yield c
+
+
+class Clock:
+    """A clock the test moves by hand (pass it to ``create_app(settings, clock=...)``)."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@asynccontextmanager
+async def concurrent_client(
+    app: Litestar, api_key: str = API_KEY
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really overlap: the app runs on the test's own event loop.
+
+    (The ``client`` fixture's transport blocks until each response, which serialises them.)
+    Cancelling a request's task cancels the app's handling of it, as a client disconnect would.
+    """
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers={"X-API-Key": api_key}
+        ) as c:
+            yield c
 
 
 LOAD = {
