@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -34,8 +34,13 @@ def server_env(**settings: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(log: IO[bytes] | int = subprocess.DEVNULL, **settings: str) -> Iterator[Server]:
-    """Start ``negotiation serve`` with ``settings`` and wait until it answers ``/health``."""
+def running_server(
+    settings: Mapping[str, str], log: IO[bytes] | int = subprocess.DEVNULL
+) -> Iterator[Server]:
+    """Start ``negotiation serve`` with ``settings`` (names without the prefix) until it answers.
+
+    Output goes to ``log`` (default: discarded, which also keeps the server off regular files).
+    """
     port = free_port(8300, 8399)
     process = subprocess.Popen(
         [CLI, "serve", "--port", str(port)],

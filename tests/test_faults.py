@@ -147,7 +147,7 @@ def test_sqlite_storage_refusing_writes_under_the_running_server(
 ) -> None:
     url = dbutil.copy_sqlite(sqlite_template, tmp_path / "loads.db")
     with (
-        running_server(database_url=url, api_keys=API_KEY) as server,
+        running_server({"database_url": url, "api_keys": API_KEY}) as server,
         httpx.Client(base_url=server.base_url, headers={"X-API-Key": API_KEY}) as c,
     ):
         assert c.post("/api/sessions", json={"session_id": "s-f"}).status_code == 201

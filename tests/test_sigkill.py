@@ -83,7 +83,7 @@ async def retry_until_answered(c: httpx.AsyncClient, call_id: int) -> httpx.Resp
 @pytest.mark.slow
 async def test_sigkill_under_load_loses_no_acknowledged_round(database_url: str) -> None:
     settings = {"database_url": database_url, "api_keys": API_KEY}
-    with running_server(**settings) as server:
+    with running_server(settings) as server:
         calls = make_calls(server)
         acknowledged = await load_then_kill(server, calls)
 
@@ -98,7 +98,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_round(database_url: str)
         assert stored[call_id][1:] == (round_["id"], 1, round_["decision"])
 
     # A restarted server (short lease: claims of killed requests expire quickly) and retries.
-    with running_server(**settings, idempotency_lease_seconds="1") as server:
+    with running_server({**settings, "idempotency_lease_seconds": "1"}) as server:
         async with httpx.AsyncClient(
             base_url=server.base_url, headers={"X-API-Key": API_KEY}, timeout=30
         ) as c:
