@@ -46,7 +46,7 @@ def protected_routes(app: Litestar) -> Iterator[tuple[str, str]]:
 def refuses(response: httpx.Response) -> bool:
     """A refusal for want of a key: 401, or for a page a redirect to the login page."""
     if response.status_code == 401:
-        return response.json()["error"]["code"] == "UNAUTHORIZED"
+        return bool(response.json()["error"]["code"] == "UNAUTHORIZED")
     return response.is_redirect and "/ui/login" in response.headers.get("location", "")
 
 
@@ -120,7 +120,7 @@ def test_keys_are_compared_in_constant_time_against_every_key(
         compared.append((a, b))
         return compare(a, b)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     for presented in ("first-key", "third-key", "nope"):
         compared.clear()
         auth.matching_key(presented, multi)
