@@ -129,7 +129,7 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
         value = msgspec.json.decode(body)
     except RecursionError:
         raise _too_deep() from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         if _has_unusable_numbers(body):
             raise ApiError(
                 422,
