@@ -70,7 +70,7 @@ async def test_deeply_nested_json_is_refused(client: Client, depth: int) -> None
 
 
 async def test_huge_or_deep_metadata_is_refused(client: Client) -> None:
-    nine_levels = {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}
+    nine_levels: dict[str, Any] = {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}
     for metadata in ({"blob": "z" * 16_500}, nine_levels):
         r = await client.post("/api/sessions", json={"metadata": metadata})
         assert r.status_code == 422 and error_code(r) == "VALIDATION_ERROR", r.text
