@@ -29,7 +29,7 @@ from negotiation.hardening import SecurityHeadersMiddleware, check_json_body, co
 from negotiation.idempotency import IdempotencySettings
 from negotiation.logs import logging_config
 from negotiation.middleware import RequestContextMiddleware
-from negotiation.openapi import document_errors
+from negotiation.openapi import DecimalAsNumber, document_errors
 from negotiation.service import PolicySettings, utcnow
 from negotiation.settings import Settings, settings_or_exit
 
@@ -127,6 +127,7 @@ def create_app(
         logging_config=logging_config(settings.log_level),
         request_max_body_size=MAX_BODY_BYTES,
         cors_config=cors_config(settings),
+        plugins=[DecimalAsNumber()],
         openapi_config=OpenAPIConfig(
             title="Negotiation API",
             version=__version__,

@@ -7,13 +7,34 @@ plus the ones named in :data:`OPERATION_ERRORS`; a handler's own ``responses=`` 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
 
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.plugins import OpenAPISchemaPlugin
 from litestar.routes import HTTPRoute
+from litestar.typing import FieldDefinition
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+
+
+class DecimalAsNumber(OpenAPISchemaPlugin):
+    """Money is an exact ``Decimal`` inside and a JSON number on the wire (never a string)."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return field_definition.annotation is Decimal
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        if schema_creator.is_constrained_field(field_definition):
+            return schema_creator.for_constrained_field(field_definition)
+        return Schema(type=OpenAPIType.NUMBER)
 
 
 class ErrorDetail(BaseModel):
