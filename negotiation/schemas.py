@@ -306,7 +306,8 @@ class SessionDetail(SessionRead):
 
 class SessionClosed(BaseModel):
     session_id: str
-    status: Literal["closed"] = "closed"
+    #: Required (no default), so the OpenAPI document tells a closed reply from a purged one.
+    status: Literal["closed"]
 
 
 class SessionPurged(BaseModel):

@@ -138,7 +138,7 @@ class SessionController(Controller):
         await db.write(
             close_session, session_id, default_ttl=policy_settings.session_ttl_seconds, now=now
         )
-        return SessionClosed(session_id=session_id)
+        return SessionClosed(session_id=session_id, status="closed")
 
 
 def _position(cursor: str) -> tuple[dt.datetime, str]:
