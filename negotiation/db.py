@@ -133,7 +133,9 @@ def _is_retryable(exc: DBAPIError) -> bool:
 
 def _is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or _sqlstate(exc).startswith(("08", "57P")):
+        # 08: connection exceptions; 57P: the server shutting down or starting up; 42P01: the
+        # schema is not there (a database not migrated yet), as "no such table" on SQLite.
+        if exc.connection_invalidated or _sqlstate(exc).startswith(("08", "57P", "42P01")):
             return True
         if isinstance(exc, OperationalError):
             text = str(exc.orig).lower()
