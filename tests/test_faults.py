@@ -9,8 +9,10 @@ whom file permissions change nothing).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import resource
 import shutil
+from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,29 @@ async def test_postgres_stopped_and_restarted_under_the_running_app() -> None:
             await assert_outage(c, app, call_id)
             await asyncio.to_thread(pg.start)
             await assert_recovered(c, call_id, round_number=2)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database that exists but was never migrated."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/empty.db"
+        return
+    server = dbutil.postgres_server_url()
+    if server is None:
+        pytest.skip(f"PostgreSQL tests need {dbutil.POSTGRES_URL_ENV}")
+    name = f"negotiation_test_{hashlib.sha1(str(dbutil.ROOT).encode()).hexdigest()[:8]}_empty"
+    yield dbutil.create_postgres_database(server, name)
+    dbutil.drop_postgres_database(server, name)
+
+
+async def test_a_database_not_migrated_yet_is_503_with_the_reason(unmigrated_url: str) -> None:
+    app = create_app(Settings(database_url=unmigrated_url, api_keys=(API_KEY,)))
+    async with AsyncTestClient(app) as c:
+        c.headers["X-API-Key"] = API_KEY
+        await assert_outage(c, app, call_id=1)
+        health = (await c.get("/health")).json()
+        assert health["database"] == "schema missing: run alembic upgrade head"
 
 
 async def test_sqlite_file_that_cannot_be_opened_then_appears(
