@@ -70,6 +70,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """Only the PostgreSQL database, empty: for tests of what only PostgreSQL can show."""
+    dbutil.truncate_postgres(postgres_database)
+    return postgres_database
+
+
+@pytest.fixture
 def settings(database_url: str) -> Settings:
     """Settings for the app under test; override fields with ``changed(settings, …)``."""
     return Settings(database_url=database_url, api_keys=(API_KEY,), env="development")

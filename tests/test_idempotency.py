@@ -295,11 +295,11 @@ async def test_concurrent_duplicates_without_waiting_get_409_or_the_replay(
 
 @pytest.mark.postgres
 async def test_a_retry_waits_for_the_running_first_request_then_replays(
-    settings: Settings, clock: Clock, database_url: str
+    postgres_url: str, clock: Clock
 ) -> None:
     """The first request is held in the database by a row lock; its retry waits, then replays."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("row locks held from outside need PostgreSQL")
+    database_url = postgres_url
+    settings = Settings(database_url=postgres_url, api_keys=(API_KEY,))
     app = create_app(changed(settings, idempotency_wait_ms=30_000), clock=clock)
     async with concurrent_client(app) as c:
         call_id = await new_call(c)
@@ -317,11 +317,10 @@ async def test_a_retry_waits_for_the_running_first_request_then_replays(
 
 
 @pytest.mark.postgres
-async def test_a_5xx_is_not_stored_and_frees_the_key(
-    settings: Settings, clock: Clock, database_url: str
-) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("row locks held from outside need PostgreSQL")
+async def test_a_5xx_is_not_stored_and_frees_the_key(postgres_url: str, clock: Clock) -> None:
+    """T2 fails (a lock held elsewhere, PostgreSQL only) after the claim: nothing is kept."""
+    database_url = postgres_url
+    settings = Settings(database_url=postgres_url, api_keys=(API_KEY,))
     async with client_for(settings, clock, lock_timeout_ms=50, db_retries=1) as c:
         call_id = await new_call(c)
         async with dbutil.locked_row(database_url, "calls", call_id):
