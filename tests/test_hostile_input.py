@@ -39,6 +39,12 @@ def error_code(response: Any) -> str:
     return code
 
 
+def post_raw_offer(client: Client, call: dict[str, Any], offer: bytes) -> Any:
+    """POST an offer spelled exactly as given (``NaN``, ``1e309``, ``"2300"``, ...)."""
+    body = b'{"carrier_offer": ' + offer + b"}"
+    return client.post(f"/api/calls/{call['id']}/negotiate", content=body, headers=JSON)
+
+
 async def rows(database_url: str, table: str) -> int:
     return int((await dbutil.execute(database_url, f"SELECT count(*) FROM {table}"))[0][0])
 
@@ -152,9 +158,7 @@ async def test_malformed_json_is_400_invalid_json(
 async def test_offers_that_are_not_valid_amounts_are_422(
     client: Client, make_call: Any, database_url: str, offer: bytes
 ) -> None:
-    call = await make_call()
-    body = b'{"carrier_offer": ' + offer + b"}"
-    r = await client.post(f"/api/calls/{call['id']}/negotiate", content=body, headers=JSON)
+    r = await post_raw_offer(client, await make_call(), offer)
     assert r.status_code == 422 and error_code(r) == "VALIDATION_ERROR", r.text
     assert await rows(database_url, "negotiations") == 0
 
@@ -165,9 +169,7 @@ async def test_offers_that_are_not_valid_amounts_are_422(
 async def test_valid_number_spellings_are_accepted(
     client: Client, make_call: Any, offer: bytes, stored: float
 ) -> None:
-    call = await make_call()
-    body = b'{"carrier_offer": ' + offer + b"}"
-    r = await client.post(f"/api/calls/{call['id']}/negotiate", content=body, headers=JSON)
+    r = await post_raw_offer(client, await make_call(), offer)
     assert r.status_code == 201 and r.json()["carrier_offer"] == stored, r.text
 
 
