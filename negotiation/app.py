@@ -103,9 +103,8 @@ def create_app(
     api = Router(
         path="/api",
         route_handlers=[LoadController, CallController, NegotiationController, SessionController],
-        guards=[require_api_key],
+        guards=[require_api_key, check_json_body],
         security=[{"apiKey": []}],
-        before_request=check_json_body,
     )
     app = NegotiationApp(
         route_handlers=[api, health],

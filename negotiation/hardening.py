@@ -9,9 +9,11 @@ from typing import Any
 import msgspec
 from litestar import Request
 from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import RequestEncodingType, ScopeType
 from litestar.handlers import HTTPRouteHandler
+from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from negotiation.errors import ApiError
@@ -20,10 +22,13 @@ from negotiation.settings import Settings
 #: The deepest a JSON body may nest (a session's metadata may nest 8 levels inside it).
 MAX_JSON_DEPTH = 32
 
-#: A strict policy for every response: no inline script or style, no framing, no plugins.
+#: A strict policy for every response: no inline or foreign script, no framing, no plugins.
+#: Inline styles are allowed: the HTML reports are self-contained documents with inline CSS
+#: (they are also saved as files), and CSS cannot run code.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
 )
 #: The interactive OpenAPI pages load their viewer from a CDN with an inline bootstrap script,
 #: so they keep only the framing ban.
@@ -107,19 +112,24 @@ def _is_json_media_type(content_type: str | None) -> bool:
     )
 
 
-async def check_json_body(request: Request[Any, Any, Any]) -> None:
-    """``before_request`` for JSON routes: 415, 400 ``INVALID_JSON`` or 422 before validation.
+async def check_json_body(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard for JSON routes: 415, 400 ``INVALID_JSON`` or 422 before the body is validated.
 
-    A body must be sent as JSON, parse, use only finite in-range numbers (NaN, Infinity and 1e309
-    are 422 like any other invalid amount) and nest at most :data:`MAX_JSON_DEPTH` levels.
+    A body must be sent as JSON, parse, use only finite in-range numbers (NaN, Infinity and
+    1e309 are 422 like any other invalid amount) and nest at most :data:`MAX_JSON_DEPTH` levels
+    (deeper bodies would exhaust the decoder's stack). A guard rather than a ``before_request``
+    hook, so that it adds to the app's hooks instead of replacing them.
     """
-    handler = request.route_handler
-    if not isinstance(handler, HTTPRouteHandler) or not _takes_json_body(handler):
+    if not isinstance(connection, Request) or not isinstance(handler, HTTPRouteHandler):
         return
-    body = await request.body()
+    if not _takes_json_body(handler):
+        return
+    body = await connection.body()
     if not body.strip():
         return
-    if not _is_json_media_type(request.headers.get("content-type")):
+    if not _is_json_media_type(connection.headers.get("content-type")):
         raise ApiError(
             415,
             "UNSUPPORTED_MEDIA_TYPE",
@@ -130,14 +140,7 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
     except RecursionError:
         raise _too_deep() from None
     except (msgspec.DecodeError, UnicodeDecodeError):
-        if _has_unusable_numbers(body):
-            raise ApiError(
-                422,
-                "VALIDATION_ERROR",
-                "Numbers must be finite JSON numbers in range: NaN, Infinity and overflowing "
-                "values such as 1e309 are not accepted.",
-            ) from None
-        raise ApiError(400, "INVALID_JSON", "The request body is not valid JSON.") from None
+        raise _undecodable(body) from None
     if _depth_exceeds(value, MAX_JSON_DEPTH):
         raise _too_deep()
 
@@ -148,26 +151,39 @@ def _too_deep() -> ApiError:
     )
 
 
-def _has_unusable_numbers(body: bytes) -> bool:
-    """True when ``body`` is JSON except for NaN/Infinity or numbers too large for a double."""
-    found = False
-
-    def constant(_: str) -> float:
-        nonlocal found
-        found = True
-        return 0.0
-
-    def number(text: str) -> float:
-        nonlocal found
-        value = float(text)
-        found = found or not math.isfinite(value)
-        return value
-
+def _undecodable(body: bytes) -> ApiError:
+    """400 ``INVALID_JSON``, or 422 naming the field when only a non-finite number is wrong."""
     try:
-        json.loads(body, parse_constant=constant, parse_float=number)
+        lenient = json.loads(body)  # the stdlib reads NaN, Infinity and 1e309 as floats
     except (ValueError, RecursionError):
-        return False
-    return found
+        lenient = None
+    where = _first_non_finite(lenient)
+    if where is None:
+        return ApiError(400, "INVALID_JSON", "The request body is not valid JSON.")
+    problem = "must be a finite number (not NaN or infinite)"
+    return ApiError(
+        422,
+        "VALIDATION_ERROR",
+        f"Invalid value for '{where}': {problem}.",
+        details=[{"key": where, "message": problem, "source": "body"}],
+    )
+
+
+def _first_non_finite(value: Any) -> str | None:
+    """The dotted path of the first NaN/infinite number in ``value`` ("body" for the root)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return path or "body"
+        if isinstance(node, dict):
+            items: list[tuple[Any, Any]] = list(node.items())
+        elif isinstance(node, list):
+            items = list(enumerate(node))
+        else:
+            continue
+        stack.extend(reversed([(v, f"{path}.{k}" if path else str(k)) for k, v in items]))
+    return None
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

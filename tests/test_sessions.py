@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -25,7 +26,7 @@ from negotiation.app import create_app
 from negotiation.db import normalize_url
 from negotiation.queries import sessions
 from negotiation.settings import Settings
-from tests.conftest import API_KEY, LOAD, Clock, concurrent_client
+from tests.conftest import API_KEY, LOAD
 
 Client = AsyncTestClient[Litestar]
 MakeCall = Callable[..., Awaitable[dict[str, Any]]]
@@ -33,6 +34,19 @@ MakeCall = Callable[..., Awaitable[dict[str, Any]]]
 START = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 GENERATED = re.compile(r"sess_(\d{14})_[0-9a-f]{16,}")
 INVALID_IDS = ["a b", "x" * 129, "../x", ""]
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -127,6 +141,20 @@ async def test_duplicate_id_is_409_and_the_first_session_is_untouched(
     assert body["session_id"] == "dup-1" and r.headers["X-Session-ID"] == "dup-1"
     again = (await client.get("/api/sessions/dup-1")).json()
     assert {k: v for k, v in again.items() if k != "stats"} == first.json()
+
+
+@asynccontextmanager
+async def concurrent_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really overlap: the app runs on the test's own event loop.
+
+    (The ``client`` fixture's transport blocks until each response, which serialises them.)
+    """
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers={"X-API-Key": API_KEY}
+        ) as c:
+            yield c
 
 
 async def test_concurrent_creates_of_one_id_give_exactly_one_201(app: Litestar) -> None:
