@@ -29,10 +29,13 @@ from negotiation.controllers.reports import ReportController
 from negotiation.controllers.sessions import SessionController
 from negotiation.db import Database
 from negotiation.errors import EXCEPTION_HANDLERS
+from negotiation.hardening import SecurityHeadersMiddleware, check_json_body, cors_config
+from negotiation.idempotency import IdempotencySettings
 from negotiation.logs import logging_config
 from negotiation.middleware import RequestContextMiddleware
+from negotiation.openapi import DecimalAsNumber, document_errors
 from negotiation.service import PolicySettings, utcnow
-from negotiation.settings import Settings, get_settings
+from negotiation.settings import Settings, settings_or_exit
 from negotiation.templating import environment
 from negotiation.web.auth import EXCEPTION_HANDLERS as UI_EXCEPTION_HANDLERS
 from negotiation.web.auth import require_login
@@ -60,10 +63,11 @@ def _provide_now(state: State) -> dt.datetime:
 
 
 class NegotiationApp(Litestar):
-    """Litestar with the request context (ids, session header, access log) around every request.
+    """Litestar with the request context (ids, session header, access log) and the security
+    headers around every request.
 
     Litestar runs middleware only for requests that matched a route; wrapping the application
-    itself gives 404 and 405 responses their ``X-Request-ID`` and log line too.
+    itself gives 404 and 405 responses their ``X-Request-ID``, headers and log line too.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
@@ -77,7 +81,7 @@ class NegotiationApp(Litestar):
 
     @cached_property
     def _request_context(self) -> RequestContextMiddleware:
-        return RequestContextMiddleware(self._handle)
+        return RequestContextMiddleware(SecurityHeadersMiddleware(self._handle))
 
 
 def create_app(
@@ -86,9 +90,10 @@ def create_app(
     """Build the service; tests pass their own ``settings``, the server reads the environment.
 
     ``clock`` (aware UTC ``datetime``) is the time handlers record and judge expiry by; tests
-    pass a controllable one instead of sleeping.
+    pass a controllable one instead of sleeping. Invalid settings from the environment (e.g.
+    ``ENV=production`` without keys) exit with a message saying what to fix.
     """
-    settings = settings or get_settings()
+    settings = settings or settings_or_exit()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -112,7 +117,7 @@ def create_app(
             SessionController,
             ReportController,
         ],
-        guards=[require_api_key],
+        guards=[require_api_key, check_json_body],
         security=[{"apiKey": []}],
     )
     ui = Router(
@@ -122,13 +127,14 @@ def create_app(
         exception_handlers=UI_EXCEPTION_HANDLERS,
         include_in_schema=False,
     )
-    return NegotiationApp(
+    app = NegotiationApp(
         route_handlers=[api, ui, health],
         lifespan=[lifespan],
         state=State(
             {
                 "settings": settings,
                 "policy_settings": PolicySettings.from_settings(settings),
+                "idempotency": IdempotencySettings.from_settings(settings),
                 "clock": clock,
             }
         ),
@@ -145,6 +151,8 @@ def create_app(
         template_config=TemplateConfig(
             instance=JinjaTemplateEngine.from_environment(environment())
         ),
+        cors_config=cors_config(settings),
+        plugins=[DecimalAsNumber()],
         openapi_config=OpenAPIConfig(
             title="Negotiation API",
             version=__version__,
@@ -162,3 +170,5 @@ def create_app(
             ),
         ),
     )
+    document_errors(app)
+    return app

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import typer
 
-from negotiation.settings import get_settings
+from negotiation.settings import get_settings, settings_or_exit
 
 if TYPE_CHECKING:
     from negotiation.db import Database
@@ -298,10 +298,14 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default NEGOTIATION_PORT)"),
     workers: int = typer.Option(1, min=1, help="Worker processes"),
 ) -> None:
-    """Serve the HTTP API with uvicorn (run ``alembic upgrade head`` first)."""
+    """Serve the HTTP API with uvicorn (run ``alembic upgrade head`` first).
+
+    Invalid settings (e.g. ``NEGOTIATION_ENV=production`` without keys of your own) stop it
+    before it listens, with a message naming what to fix.
+    """
     import uvicorn
 
-    settings = get_settings()
+    settings = settings_or_exit()
     uvicorn.run(
         "negotiation.app:create_app",
         factory=True,

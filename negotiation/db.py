@@ -8,12 +8,22 @@ Every query and write in the service is a plain function over a synchronous SQLA
   rather than one per statement (the aiosqlite path costs a hop per statement and measured about
   7x slower here). All writes of a process go through one writer connection, one at a time, and
   open with ``BEGIN IMMEDIATE`` so that read-then-write sequences are atomic across processes too.
+
+Failures are retried or classified here, once for every unit of work (see docs/RELIABILITY.md):
+a lock held too long (SQLite ``database is locked``, PostgreSQL ``lock_timeout``), a serialization
+failure, a deadlock or a unique violation rolls the attempt back and runs the unit again, at most
+``db_retries`` more times, then raises :class:`DatabaseBusy`. A database that cannot be reached
+raises :class:`DatabaseUnavailable` (its connection is invalidated, so the next transaction
+reconnects); a value the database cannot store raises :class:`InvalidData`. A write, once
+started, runs to its end even if the request that started it is cancelled (client gone).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import random
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +40,8 @@ from negotiation.settings import Settings
 P = ParamSpec("P")
 T = TypeVar("T")
 
+logger = logging.getLogger("negotiation.db")
+
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached (connection refused, file unreadable, …)."""
@@ -37,6 +49,19 @@ class DatabaseUnavailable(Exception):
 
 class DatabaseBusy(Exception):
     """The database stayed locked by another writer for longer than the busy budget."""
+
+
+class InvalidData(Exception):
+    """The database refused a value of the request (e.g. a NUL character in PostgreSQL text)."""
+
+
+#: PostgreSQL SQLSTATEs after which a unit of work is rolled back and run again.
+_PG_RETRY = {
+    "40001": "serialization failure",
+    "40P01": "deadlock",
+    "55P03": "lock timeout",
+    "23505": "unique violation",
+}
 
 
 def normalize_url(url: str | URL, *, asynchronous: bool) -> URL:
@@ -94,19 +119,39 @@ def _sqlite_engine(url: URL, settings: Settings, *, begin: str, pool_size: int) 
     return engine
 
 
+def _sqlstate(exc: DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+
+
 def _is_locked(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
+def _is_retryable(exc: DBAPIError) -> bool:
+    return _is_locked(exc) or _sqlstate(exc) in _PG_RETRY
+
+
 def _is_unreachable(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, OperationalError):
-        text = str(exc.orig).lower()
-        return any(
-            s in text
-            for s in ("unable to open", "readonly", "read-only", "disk i/o", "no such table")
-        )
+    if isinstance(exc, DBAPIError):
+        # 08: connection exceptions; 57P: the server shutting down or starting up; 42P01: the
+        # schema is not there (a database not migrated yet), as "no such table" on SQLite.
+        if exc.connection_invalidated or _sqlstate(exc).startswith(("08", "57P", "42P01")):
+            return True
+        if isinstance(exc, OperationalError):
+            text = str(exc.orig).lower()
+            return any(
+                s in text
+                for s in (
+                    "unable to open",
+                    "readonly",
+                    "read-only",
+                    "disk i/o",
+                    "disk is full",
+                    "not a database",
+                    "no such table",
+                )
+            )
+        return False
     return isinstance(exc, OSError | ConnectionError)
 
 
@@ -135,7 +180,11 @@ class Database:
                 max_overflow=settings.db_pool_size,
                 pool_pre_ping=True,
                 pool_recycle=1800,
+                # A row lock held elsewhere fails the statement after this long (then retried).
+                connect_args={"server_settings": {"lock_timeout": str(settings.lock_timeout_ms)}},
             )
+        #: Writes still running (possibly for a request that has gone); awaited by dispose().
+        self._writes: set[asyncio.Task[Any]] = set()
 
     @property
     def dialect(self) -> str:
@@ -149,38 +198,67 @@ class Database:
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, *args, **kwargs)`` in a write transaction, committed before returning.
 
-        An exception raised by ``fn`` rolls the whole transaction back.
+        An exception raised by ``fn`` rolls the whole transaction back. The write is shielded:
+        if the caller is cancelled (the client went away), the transaction still runs to its
+        commit or rollback, so it is never left half-done by the cancellation.
         """
-        return await self._run(fn, args, kwargs, write=True)
+        task = asyncio.ensure_future(self._run(fn, args, kwargs, write=True))
+        self._writes.add(task)
+        task.add_done_callback(self._write_finished)
+        return await asyncio.shield(task)
+
+    def _write_finished(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here too, so a write whose caller was cancelled logs no "never retrieved".
+            logger.debug("write ended with %r", task.exception())
 
     async def _run(
         self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *, write: bool
     ) -> T:
-        try:
-            if self._async_engine is not None:
-                async with self._async_engine.begin() as conn:
-                    return await conn.run_sync(fn, *args, **kwargs)
-            engine = self._writer if write else self._reader
-            executor = self._write_executor if write else self._read_executor
-            assert engine is not None
-            loop = asyncio.get_running_loop()
-            call = functools.partial(_in_transaction, engine, fn, args, kwargs)
-            return await loop.run_in_executor(executor, call)
-        except DBAPIError as exc:
-            if _is_locked(exc):
-                raise DatabaseBusy(str(exc.orig)) from exc
-            if _is_unreachable(exc):
+        retries = self.settings.db_retries
+        for attempt in range(retries + 1):
+            try:
+                return await self._attempt(fn, args, kwargs, write=write)
+            except DBAPIError as exc:
+                if _is_retryable(exc) and attempt < retries:
+                    # Nothing was committed: the attempt rolled back as a whole. Back off with
+                    # jitter so the competing transactions do not collide again in step.
+                    delay = min(0.5, 0.02 * 2**attempt) * (0.5 + random.random())  # noqa: S311
+                    await asyncio.sleep(delay)
+                    continue
+                if _is_locked(exc) or _sqlstate(exc) in ("40001", "40P01", "55P03"):
+                    raise DatabaseBusy(_short_reason(exc)) from exc
+                if _is_unreachable(exc):
+                    raise DatabaseUnavailable(_short_reason(exc)) from exc
+                if _sqlstate(exc).startswith("22"):
+                    raise InvalidData(_short_reason(exc)) from exc
+                raise
+            except (OSError, ConnectionError) as exc:
                 raise DatabaseUnavailable(_short_reason(exc)) from exc
-            raise
-        except (OSError, ConnectionError) as exc:
-            raise DatabaseUnavailable(_short_reason(exc)) from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _attempt(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *, write: bool
+    ) -> T:
+        if self._async_engine is not None:
+            async with self._async_engine.begin() as conn:
+                return await conn.run_sync(fn, *args, **kwargs)
+        engine = self._writer if write else self._reader
+        executor = self._write_executor if write else self._read_executor
+        assert engine is not None
+        loop = asyncio.get_running_loop()
+        call = functools.partial(_in_transaction, engine, fn, args, kwargs)
+        return await loop.run_in_executor(executor, call)
 
     async def ping(self) -> None:
         """Raise :class:`DatabaseUnavailable` unless the schema can be queried."""
         await self.read(_ping)
 
     async def dispose(self) -> None:
-        """Close every pooled connection and worker thread."""
+        """Let running writes finish, then close every pooled connection and worker thread."""
+        if self._writes:
+            await asyncio.wait(set(self._writes))
         if self._async_engine is not None:
             await self._async_engine.dispose()
         for engine in (self._reader, self._writer):
@@ -194,8 +272,16 @@ class Database:
 def _in_transaction(
     engine: Engine, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> T:
-    with engine.begin() as conn:
-        return fn(conn, *args, **kwargs)
+    with engine.connect() as conn:
+        try:
+            with conn.begin():
+                return fn(conn, *args, **kwargs)
+        except DBAPIError as exc:
+            if _is_unreachable(exc) and not conn.invalidated:
+                # After an I/O error (disk full, file gone) the next transaction must reopen the
+                # file rather than reuse this connection's state.
+                conn.invalidate()
+            raise
 
 
 def _ping(conn: Connection) -> None:

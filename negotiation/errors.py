@@ -26,7 +26,7 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from negotiation.db import DatabaseBusy, DatabaseUnavailable
+from negotiation.db import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import validate_session_id
 from negotiation.middleware import session_in_path
 
@@ -173,7 +173,12 @@ def handle_http_exception(
 
 def _is_json_error(exc: HTTPException) -> bool:
     detail = (exc.detail or "").lower()
-    return isinstance(exc, SerializationException) or "json" in detail or "decode" in detail
+    return (
+        isinstance(exc, SerializationException)
+        or isinstance(exc.__cause__, SerializationException)
+        or "json" in detail
+        or "decode" in detail
+    )
 
 
 def handle_database_unavailable(
@@ -202,6 +207,18 @@ def handle_database_busy(
     )
 
 
+def handle_invalid_data(
+    request: Request[Any, Any, Any], exc: InvalidData
+) -> Response[dict[str, Any]]:
+    """A value the database cannot store or compare (e.g. a NUL character on PostgreSQL)."""
+    return _respond(
+        request,
+        422,
+        "VALIDATION_ERROR",
+        f"A value in the request cannot be stored or searched for: {exc}.",
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Anything else: logged with its traceback, never shown to the client."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -218,5 +235,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http_exception,
     DatabaseUnavailable: handle_database_unavailable,
     DatabaseBusy: handle_database_busy,
+    InvalidData: handle_invalid_data,
     Exception: handle_unexpected,
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -29,6 +30,23 @@ def _must_be_number(value: Any) -> Any:
     return value
 
 
+#: Control characters (Unicode Cc). Free text keeps tab, newline and carriage return.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_FREE_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _single_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _free_text(value: str) -> str:
+    if _CONTROL_IN_FREE_TEXT.search(value):
+        raise ValueError("must not contain control characters other than tab and line breaks")
+    return value
+
+
 def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
@@ -44,8 +62,8 @@ MoneyIn = Annotated[
 ]
 #: Timestamps in: ISO 8601; naive ones are taken as UTC.
 UTCDatetime = Annotated[dt.datetime, AfterValidator(_as_utc)]
-Text = Annotated[str, Field(max_length=2000)]
-ShortText = Annotated[str, Field(min_length=1, max_length=255)]
+Text = Annotated[str, Field(max_length=2000), AfterValidator(_free_text)]
+ShortText = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_single_line)]
 
 LoadStatus = Literal["available", "booked", "completed"]
 Outcome = Literal["negotiating", "accepted", "rejected", "transferred", "abandoned"]
@@ -111,8 +129,10 @@ class LoadRead(ReadModel):
 
 
 class CallCreate(BaseModel):
-    load_id: Annotated[str, Field(min_length=1, max_length=64)]
-    carrier_mc_number: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    load_id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_single_line)]
+    carrier_mc_number: (
+        Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_single_line)] | None
+    ) = None
     external_id: ShortText | None = None
     initial_rate_offered: MoneyIn | None = None
     call_start_time: UTCDatetime | None = None
@@ -128,7 +148,9 @@ class CallUpdate(BaseModel):
     call_end_time: UTCDatetime | None = None
     transferred_to_rep: bool | None = None
     notes: Text | None = None
-    call_transcript: Annotated[str, Field(max_length=200_000)] | None = None
+    call_transcript: (
+        Annotated[str, Field(max_length=200_000), AfterValidator(_free_text)] | None
+    ) = None
 
 
 class CallRead(ReadModel):
@@ -235,7 +257,11 @@ def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
         node, depth = stack.pop()
         if depth > MAX_METADATA_DEPTH:
             raise ValueError(f"metadata may nest at most {MAX_METADATA_DEPTH} levels deep")
-        children = node.values() if isinstance(node, dict) else node
+        children = list(node.values()) if isinstance(node, dict) else node
+        texts = [*node.keys(), *children] if isinstance(node, dict) else children
+        for text in texts:
+            if isinstance(text, str) and _CONTROL_IN_FREE_TEXT.search(text):
+                raise ValueError("metadata strings must not contain control characters")
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_METADATA_BYTES:
@@ -287,7 +313,8 @@ class SessionDetail(SessionRead):
 
 class SessionClosed(BaseModel):
     session_id: str
-    status: Literal["closed"] = "closed"
+    #: Required (no default), so the OpenAPI document tells a closed reply from a purged one.
+    status: Literal["closed"]
 
 
 class SessionPurged(BaseModel):

@@ -6,7 +6,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The documented development key, accepted only when no keys are configured outside production.
@@ -33,20 +33,39 @@ class Settings(BaseSettings):
     #: Milliseconds a SQLite connection waits for another process's write lock.
     sqlite_busy_timeout_ms: int = Field(5000, ge=0)
     db_pool_size: int = Field(10, ge=1)
+    #: PostgreSQL: how long a statement waits for a row lock before the attempt counts as busy.
+    lock_timeout_ms: int = Field(5000, ge=0)
+    #: Extra attempts of a transaction that hit a lock, a serialization failure or a deadlock.
+    db_retries: int = Field(3, ge=0, le=20)
+    #: How long a completed ``Idempotency-Key`` is remembered (its response replayed).
+    idempotency_retention_seconds: int = Field(24 * 3600, ge=60)
+    #: How long an in-flight claim holds its key; after that a retry may take it over.
+    idempotency_lease_seconds: int = Field(30, ge=1)
+    #: How long a retry waits for an in-flight first request to finish before answering 409.
+    idempotency_wait_ms: int = Field(2000, ge=0, le=60_000)
+    #: Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
 
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:
-        if self.env == "production" and not self.api_keys:
+        if self.env != "production":
+            return self
+        if not self.api_keys:
             raise ValueError(
                 "NEGOTIATION_ENV=production requires NEGOTIATION_API_KEYS "
                 "(comma-separated); the development key is refused in production"
+            )
+        if any(k.get_secret_value() == DEFAULT_API_KEY for k in self.api_keys):
+            raise ValueError(
+                f"NEGOTIATION_API_KEYS contains the development key {DEFAULT_API_KEY!r}, "
+                "which is refused in production: configure keys of your own"
             )
         return self
 
@@ -66,3 +85,24 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Settings from the environment (a new object each call, so tests can change the env)."""
     return Settings()
+
+
+class ConfigurationError(SystemExit):
+    """Invalid settings: exits the process with a message naming each problem (no traceback)."""
+
+
+def settings_or_exit() -> Settings:
+    """:func:`get_settings`, or :class:`ConfigurationError` saying plainly what to fix.
+
+    The message names the variables and the problems, never the values (they may be keys).
+    """
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            where = f"NEGOTIATION_{name}: " if name else ""
+            problems.append(f"  - {where}{error['msg'].removeprefix('Value error, ')}")
+        heading = "negotiation: invalid configuration, the service will not start:"
+        raise ConfigurationError("\n".join([heading, *problems])) from None

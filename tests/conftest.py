@@ -7,6 +7,7 @@ reason, except under CI (``CI`` set), where a missing URL is an error rather tha
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -65,6 +66,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """Only the PostgreSQL database, empty: for tests of what only PostgreSQL can show."""
+    dbutil.truncate_postgres(postgres_database)
+    return postgres_database
+
+
+@pytest.fixture
 def settings(database_url: str) -> Settings:
     """Settings for the app under test; override fields with ``tests.helpers.with_settings``."""
     return Settings(database_url=database_url, api_keys=(API_KEY,), env="development")
@@ -81,6 +89,19 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app) as c:
         c.headers["X-API-Key"] = API_KEY
         yield c
+
+
+class Clock:
+    """A clock the test moves by hand (pass it to ``create_app(settings, clock=...)``)."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
 
 
 LOAD = {

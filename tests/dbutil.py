@@ -6,11 +6,14 @@ import asyncio
 import hashlib
 import os
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, Executable, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -102,3 +105,43 @@ def truncate_postgres(url: str) -> None:
 def copy_sqlite(template: Path, target: Path) -> str:
     shutil.copyfile(template, target)
     return f"sqlite:///{target}"
+
+
+async def execute(url: str, statement: Executable | str, **params: Any) -> list[Any]:
+    """Run one statement on the database at ``url`` (own connection, committed); its rows."""
+    if isinstance(statement, str):
+        statement = text(statement)
+    engine = create_async_engine(normalize_url(url, asynchronous=True))
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(statement, params)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def locked_row(url: str, table: str, row_id: int) -> AsyncIterator[None]:
+    """Hold ``SELECT ... FOR UPDATE`` on one row from another connection (PostgreSQL)."""
+    engine = create_async_engine(normalize_url(url, asynchronous=True))
+    try:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            await conn.execute(
+                text(f"SELECT 1 FROM {table} WHERE id = :id FOR UPDATE"), {"id": row_id}
+            )
+            try:
+                yield
+            finally:
+                await transaction.rollback()
+    finally:
+        await engine.dispose()
+
+
+async def wait_for_row(url: str, statement: str, **params: Any) -> None:
+    """Poll until ``statement`` returns a row (for at most about 10 seconds)."""
+    for _ in range(500):
+        if await execute(url, statement, **params):
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"no row for {statement!r}")

@@ -139,21 +139,21 @@ class PeakConcurrency:
 
 @asynccontextmanager
 async def concurrent_client(
-    settings: Settings,
+    app: Litestar, api_key: str = API_KEY
 ) -> AsyncIterator[tuple[Client, PeakConcurrency]]:
     """A client whose requests really overlap, and the gauge that proves they did.
 
     ``AsyncTestClient`` runs each request to completion on a portal thread before the next
     starts, so ``asyncio.gather`` over it is sequential. Here the app runs on the test's own
-    event loop behind ``httpx.ASGITransport``, as it would under a server.
+    event loop behind ``httpx.ASGITransport``, as it would under a server; cancelling a
+    request's task cancels the app's handling of it, as a client disconnect would.
     """
-    app = create_app(settings)
     gauge = PeakConcurrency(app)
     transport = httpx.ASGITransport(app=gauge)
     async with (
         app.lifespan(),
         httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", headers={"X-API-Key": API_KEY}
+            transport=transport, base_url="http://testserver", headers={"X-API-Key": api_key}
         ) as client,
     ):
         yield client, gauge

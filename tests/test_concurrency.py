@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from negotiation.app import create_app
 from negotiation.settings import Settings
 from tests.helpers import Client, assert_error, concurrent_client, negotiate, with_settings
 
@@ -54,7 +55,7 @@ async def test_concurrent_offers_on_one_negotiation(
     settings: Settings, make_call: Make, offer: int, session_id: str | None, expected: list[str]
 ) -> None:
     call = await make_call()
-    async with concurrent_client(settings) as (client, gauge):
+    async with concurrent_client(create_app(settings)) as (client, gauge):
         responses = await asyncio.gather(
             *(negotiate(client, call["id"], offer, session_id) for _ in range(REQUESTS))
         )
@@ -72,7 +73,10 @@ async def test_concurrent_offers_with_more_rounds_allowed(
     settings: Settings, make_call: Make
 ) -> None:
     call = await make_call()
-    async with concurrent_client(with_settings(settings, max_rounds=7)) as (client, gauge):
+    async with concurrent_client(create_app(with_settings(settings, max_rounds=7))) as (
+        client,
+        gauge,
+    ):
         responses = await asyncio.gather(
             *(negotiate(client, call["id"], 9000, "s") for _ in range(REQUESTS))
         )
@@ -89,8 +93,8 @@ async def test_two_app_instances_on_one_database(settings: Settings, make_call: 
     """Two apps (as two processes would be) racing on the same three negotiations."""
     calls = [await make_call() for _ in range(3)]
     async with (
-        concurrent_client(settings) as (first, one),
-        concurrent_client(settings) as (
+        concurrent_client(create_app(settings)) as (first, one),
+        concurrent_client(create_app(settings)) as (
             second,
             two,
         ),
@@ -120,7 +124,7 @@ async def test_concurrent_first_use_of_a_session_across_calls(
 ) -> None:
     """An unseen session id used by several calls at once is registered once, no errors."""
     calls = [await make_call() for _ in range(10)]
-    async with concurrent_client(settings) as (client, gauge):
+    async with concurrent_client(create_app(settings)) as (client, gauge):
         responses = await asyncio.gather(
             *(negotiate(client, call["id"], 9000, "brand-new-session") for call in calls)
         )

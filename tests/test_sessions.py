@@ -144,7 +144,7 @@ async def test_duplicate_id_is_409_and_the_first_session_is_untouched(
 
 
 async def test_concurrent_creates_of_one_id_give_exactly_one_201(settings: Settings) -> None:
-    async with concurrent_client(settings) as (c, _):
+    async with concurrent_client(create_app(settings)) as (c, _):
         # Open the pool's connections first, so the creates reach the database together.
         await asyncio.gather(*(c.get("/api/sessions/warm-up") for _ in range(8)))
         responses = await asyncio.gather(
@@ -161,7 +161,7 @@ async def test_concurrent_creates_of_one_id_give_exactly_one_201(settings: Setti
 
 
 async def test_concurrent_first_rounds_register_an_unseen_session_once(settings: Settings) -> None:
-    async with concurrent_client(settings) as (c, _):
+    async with concurrent_client(create_app(settings)) as (c, _):
         assert (await c.post("/api/loads", json={**LOAD, "load_id": "LD-RACE"})).is_success
         calls = [(await c.post("/api/calls", json={"load_id": "LD-RACE"})).json() for _ in range(6)]
         responses = await asyncio.gather(
@@ -180,7 +180,7 @@ async def test_concurrent_first_rounds_register_an_unseen_session_once(settings:
 
 
 async def test_purge_racing_new_rounds_stays_consistent(settings: Settings) -> None:
-    async with concurrent_client(settings) as (c, _):
+    async with concurrent_client(create_app(settings)) as (c, _):
         assert (await c.post("/api/loads", json={**LOAD, "load_id": "LD-PURGE"})).is_success
         calls = [
             (await c.post("/api/calls", json={"load_id": "LD-PURGE"})).json() for _ in range(4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from litestar import Controller, Request, Response, get, patch, post
@@ -17,6 +18,7 @@ from negotiation.controllers.params import (
     SessionIdQuery,
 )
 from negotiation.errors import ApiError, not_found
+from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import ANY_SESSION, call_detail, call_exists, rounds_by_call
 from negotiation.rounds import rounds_response
@@ -65,7 +67,8 @@ class CallController(Controller):
         db: Db,
         policy_settings: Policy,
         now: Now,
-    ) -> RoundRead:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[RoundRead]:
         if data.call_id is not None and str(data.call_id).strip() != str(call_id):
             raise ApiError(
                 422,
@@ -75,7 +78,7 @@ class CallController(Controller):
         session_id = data.session_id if data.session_id is not None else request.state.session_id
         check_session_id(session_id)
         request.state.session_id = session_id
-        row = await db.write(
+        unit = partial(
             record_round,
             call_id=call_id,
             offer=data.carrier_offer,
@@ -84,7 +87,15 @@ class CallController(Controller):
             cfg=policy_settings,
             now=now,
         )
-        return RoundRead.from_row(row, policy_settings.max_rounds)
+        return await respond_once(
+            request,
+            db,
+            now,
+            idempotency_key,
+            unit,
+            lambda row: RoundRead.from_row(row, policy_settings.max_rounds),
+            fingerprint=[data.model_dump(mode="json", exclude={"call_id"}), session_id],
+        )
 
     @get(
         "/{call_id:int}/negotiations",

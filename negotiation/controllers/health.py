@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from negotiation import __version__
 from negotiation.controllers.params import Db
@@ -10,7 +11,17 @@ from negotiation.db import DatabaseBusy, DatabaseUnavailable
 from negotiation.schemas import HealthRead
 
 
-@get("/health", operation_id="health", summary="Service and database health", tags=["health"])
+@get(
+    "/health",
+    operation_id="health",
+    summary="Service and database health",
+    tags=["health"],
+    responses={
+        503: ResponseSpec(
+            HealthRead, description="The database cannot be reached", generate_examples=False
+        )
+    },
+)
 async def health(db: Db) -> Response[HealthRead]:
     try:
         await db.ping()

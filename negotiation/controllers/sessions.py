@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from negotiation.controllers.params import Cursor, Db, Limit, Now, Policy, SessionIdPath
 from negotiation.errors import not_found
+from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import decode_cursor, encode_cursor, invalid_cursor
 from negotiation.schemas import (
     Page,
@@ -48,15 +50,28 @@ class SessionController(Controller):
         policy_settings: Policy,
         now: Now,
         data: JSONBody[SessionCreate | None] = None,
-    ) -> SessionRead:
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[SessionRead]:
         data = data or SessionCreate()
         check_session_id(data.session_id)
         request.state.session_id = data.session_id
-        row = await db.write(
-            create_session, data, default_ttl=policy_settings.session_ttl_seconds, now=now
+
+        def render(row: Any) -> SessionRead:
+            request.state.session_id = row.session_id
+            return SessionRead.model_validate(session_view(row, now))
+
+        unit = partial(
+            create_session, data=data, default_ttl=policy_settings.session_ttl_seconds, now=now
         )
-        request.state.session_id = row.session_id
-        return SessionRead.model_validate(session_view(row, now))
+        return await respond_once(
+            request,
+            db,
+            now,
+            idempotency_key,
+            unit,
+            render,
+            fingerprint=data.model_dump(mode="json"),
+        )
 
     @get("/{session_id:str}", operation_id="getSession", summary="A session with its statistics")
     async def read(
@@ -123,7 +138,7 @@ class SessionController(Controller):
         await db.write(
             close_session, session_id, default_ttl=policy_settings.session_ttl_seconds, now=now
         )
-        return SessionClosed(session_id=session_id)
+        return SessionClosed(session_id=session_id, status="closed")
 
 
 def _position(cursor: str) -> tuple[dt.datetime, str]:

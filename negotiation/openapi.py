@@ -1,0 +1,107 @@
+"""Error responses in the OpenAPI document, so every status code an operation can give is declared.
+
+:func:`document_errors` walks the app's routes once at start-up and gives each operation the
+error responses that follow from its shape (a key, parameters, a body, a resource in the path)
+plus the ones named in :data:`OPERATION_ERRORS`; a handler's own ``responses=`` win.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.plugins import OpenAPISchemaPlugin
+from litestar.routes import HTTPRoute
+from litestar.typing import FieldDefinition
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+
+
+class DecimalAsNumber(OpenAPISchemaPlugin):
+    """Money is an exact ``Decimal`` inside and a JSON number on the wire (never a string)."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return field_definition.annotation is Decimal
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        if schema_creator.is_constrained_field(field_definition):
+            return schema_creator.for_constrained_field(field_definition)
+        return Schema(type=OpenAPIType.NUMBER)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every 4xx/5xx response."""
+
+    success: Literal[False]
+    error: ErrorDetail
+    request_id: str | None
+    session_id: str | None
+    timestamp: str
+
+
+DESCRIPTIONS = {
+    400: "INVALID_JSON: the body is not valid JSON",
+    401: "UNAUTHORIZED: X-API-Key is missing or not a configured key",
+    404: "Not found: CALL_NOT_FOUND, LOAD_NOT_FOUND, SESSION_NOT_FOUND, ...",
+    409: "Conflict with the current state, or REQUEST_IN_PROGRESS for an Idempotency-Key",
+    410: "SESSION_EXPIRED",
+    413: "PAYLOAD_TOO_LARGE: the body is over 64 KiB",
+    415: "UNSUPPORTED_MEDIA_TYPE: send the body as application/json",
+    422: "VALIDATION_ERROR, INVALID_SESSION_ID, INVALID_CURSOR, IDEMPOTENCY_KEY_REUSED, ...",
+    503: "DATABASE_UNAVAILABLE or DATABASE_BUSY: retry after the Retry-After seconds",
+}
+
+#: Errors decided by the state of the data, per operation id (the shape-derived ones are added).
+OPERATION_ERRORS: dict[str, set[int]] = {
+    "createLoad": {409},
+    "createCall": {404, 409},
+    "recordRound": {404, 409, 410},
+    "createSession": {409},
+}
+
+
+def _codes(handler: HTTPRouteHandler, path: str) -> set[int]:
+    operation_id = handler.operation_id if isinstance(handler.operation_id, str) else ""
+    codes = {503} | OPERATION_ERRORS.get(operation_id, set())
+    if handler.resolve_guards():
+        codes |= {401, 422}  # every API operation takes parameters or a body to validate
+    if "data" in handler.parsed_fn_signature.parameters:
+        codes |= {400, 413, 415, 422}
+    if "{" in path:
+        codes |= {404, 422}
+    return codes
+
+
+def document_errors(app: Litestar) -> None:
+    """Declare, on every documented operation, the error responses it can give."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if not handler.include_in_schema:
+                continue
+            declared = dict(handler.responses or {})
+            for code in sorted(_codes(handler, route.path)):
+                declared.setdefault(
+                    code,
+                    ResponseSpec(
+                        data_container=ErrorEnvelope,
+                        description=DESCRIPTIONS[code],
+                        generate_examples=False,
+                    ),
+                )
+            handler.responses = declared

@@ -1,0 +1,217 @@
+"""Races: concurrent rounds and session creation, locks held too long, retried transactions.
+
+Each test runs on SQLite and PostgreSQL with requests that really overlap
+(:func:`tests.conftest.concurrent_client`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from negotiation.app import create_app
+from negotiation.db import Database, DatabaseBusy
+from negotiation.settings import Settings
+from tests import dbutil
+from tests.conftest import LOAD
+from tests.helpers import concurrent_client, with_settings
+
+ABOVE_CEILING = 2500  # loadboard 2000, ceiling 2200: counters, then a reject in the last round
+
+
+async def setup_calls(c: Any, n: int, load_id: str = "LD-RACE") -> list[int]:
+    assert (await c.post("/api/loads", json={**LOAD, "load_id": load_id})).status_code == 201
+    return [(await c.post("/api/calls", json={"load_id": load_id})).json()["id"] for _ in range(n)]
+
+
+async def duplicate_round_numbers(url: str) -> list[Any]:
+    return await dbutil.execute(
+        url,
+        "SELECT call_id, session_id, round_number FROM negotiations "
+        "GROUP BY call_id, session_id, round_number HAVING count(*) > 1",
+    )
+
+
+@pytest.mark.parametrize("max_rounds", [3, 5])
+@pytest.mark.parametrize("session_id", [None, "race-session"])
+async def test_fifty_concurrent_offers_record_exactly_the_allowed_rounds(
+    settings: Settings, database_url: str, max_rounds: int, session_id: str | None
+) -> None:
+    app = create_app(with_settings(settings, max_rounds=max_rounds))
+    async with concurrent_client(app) as (c, _):
+        [call_id] = await setup_calls(c, 1)
+        body: dict[str, Any] = {"carrier_offer": ABOVE_CEILING, "session_id": session_id}
+        responses = await asyncio.gather(
+            *(c.post(f"/api/calls/{call_id}/negotiate", json=body) for _ in range(50))
+        )
+        created = sorted((r.json() for r in responses if r.status_code == 201), key=str)
+        refused = [r for r in responses if r.status_code != 201]
+        assert len(created) == max_rounds, [r.text for r in responses]
+        assert {r.status_code for r in refused} == {409}
+        assert {r.json()["error"]["code"] for r in refused} == {"NEGOTIATION_CLOSED"}
+
+        rows = (await c.get(f"/api/calls/{call_id}/negotiations")).json()
+        assert [r["round_number"] for r in rows] == list(range(1, max_rounds + 1))
+        assert [r["decision"] for r in rows] == ["counter"] * (max_rounds - 1) + ["reject"]
+        counters = [r["counter_offer"] for r in rows[:-1]]
+        assert counters == sorted(counters), "counters never decrease"
+        call = (await c.get(f"/api/calls/{call_id}")).json()
+        assert call["negotiation_rounds"] == max_rounds and call["outcome"] == "rejected"
+    assert await duplicate_round_numbers(database_url) == []
+
+
+async def test_many_negotiations_at_once_stay_separate(
+    settings: Settings, database_url: str
+) -> None:
+    app = create_app(settings)
+    async with concurrent_client(app) as (c, _):
+        calls = await setup_calls(c, 8)
+        work = [
+            c.post(
+                f"/api/calls/{call_id}/negotiate",
+                json={"carrier_offer": ABOVE_CEILING, "session_id": session},
+            )
+            for call_id in calls
+            for session in (None, "shared-a", "shared-b")
+            for _ in range(5)
+        ]
+        responses = await asyncio.gather(*work)
+        assert {r.status_code for r in responses} == {201, 409}
+        assert sum(r.status_code == 201 for r in responses) == len(calls) * 3 * 3
+        for call_id in calls:
+            call = (await c.get(f"/api/calls/{call_id}")).json()
+            assert call["negotiation_rounds"] == 9
+    assert await duplicate_round_numbers(database_url) == []
+
+
+async def test_fifty_concurrent_session_creates(settings: Settings, database_url: str) -> None:
+    app = create_app(settings)
+    async with concurrent_client(app) as (c, _):
+        same = await asyncio.gather(
+            *(c.post("/api/sessions", json={"session_id": "one-id"}) for _ in range(50))
+        )
+        assert sorted(r.status_code for r in same) == [201] + [409] * 49
+        assert {r.json()["error"]["code"] for r in same if r.status_code == 409} == {
+            "SESSION_EXISTS"
+        }
+        generated = await asyncio.gather(*(c.post("/api/sessions") for _ in range(50)))
+        assert [r.status_code for r in generated] == [201] * 50
+        assert len({r.json()["session_id"] for r in generated}) == 50
+    rows = await dbutil.execute(database_url, "SELECT count(*) FROM sessions")
+    assert rows[0][0] == 51
+
+
+@contextmanager
+def sqlite_write_lock(database_url: str) -> Iterator[None]:
+    """Another process's writer: holds SQLite's write lock (``BEGIN IMMEDIATE``)."""
+    connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+
+
+@asynccontextmanager
+async def held_lock(database_url: str, call_id: int) -> AsyncIterator[None]:
+    """The lock a round on ``call_id`` needs, held by someone else (SQLite: the whole file)."""
+    if database_url.startswith("sqlite"):
+        with sqlite_write_lock(database_url):
+            yield
+    else:
+        async with dbutil.locked_row(database_url, "calls", call_id):
+            yield
+
+
+async def test_a_lock_held_too_long_is_503_database_busy_then_recovers(
+    settings: Settings, database_url: str
+) -> None:
+    app = create_app(
+        with_settings(settings, sqlite_busy_timeout_ms=50, lock_timeout_ms=50, db_retries=2)
+    )
+    async with concurrent_client(app) as (c, _):
+        [call_id] = await setup_calls(c, 1)
+        url = f"/api/calls/{call_id}/negotiate"
+        async with held_lock(database_url, call_id):
+            busy = await c.post(url, json={"carrier_offer": 2100})
+            read = await c.get(f"/api/calls/{call_id}")
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["error"]["code"] == "DATABASE_BUSY"
+        assert busy.headers["Retry-After"] == "1"
+        assert read.status_code == 200, "reads go on while a writer holds the lock"
+        after = await c.post(url, json={"carrier_offer": 2100})
+        assert after.status_code == 201 and after.json()["round_number"] == 1
+
+
+class Flaky:
+    """A unit of work that fails its first ``failures`` attempts with ``fail``, then writes."""
+
+    def __init__(self, failures: int, fail: Any) -> None:
+        self.failures = failures
+        self.fail = fail
+        self.attempts = 0
+
+    def __call__(self, conn: Connection) -> int:
+        self.attempts += 1
+        conn.execute(text("DELETE FROM carriers WHERE mc_number = 'MC-FLAKY'"))
+        conn.execute(
+            text("INSERT INTO carriers (mc_number, company_name) VALUES ('MC-FLAKY', :n)"),
+            {"n": f"attempt {self.attempts}"},
+        )
+        if self.attempts <= self.failures:
+            self.fail(conn)
+        return self.attempts
+
+
+def postgres_error(code: str) -> Any:
+    def fail(conn: Connection) -> None:
+        conn.exec_driver_sql(
+            f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{code}'; END $$"
+        )
+
+    return fail
+
+
+def sqlite_locked(conn: Connection) -> None:
+    raise OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+
+
+def transient_failures(database_url: str) -> list[tuple[Any, type[Exception]]]:
+    """Failures to inject, each with what is raised once the retries are spent."""
+    if database_url.startswith("sqlite"):
+        return [(sqlite_locked, DatabaseBusy)]
+    return [
+        (postgres_error("40001"), DatabaseBusy),  # serialization failure
+        (postgres_error("40P01"), DatabaseBusy),  # deadlock detected
+        (postgres_error("55P03"), DatabaseBusy),  # lock timeout
+        (postgres_error("23505"), IntegrityError),  # unique violation: a bug if it persists
+    ]
+
+
+async def test_transient_failures_are_retried_within_the_budget(
+    settings: Settings, database_url: str
+) -> None:
+    db = Database(with_settings(settings, db_retries=3))
+    try:
+        for fail, exhausted_error in transient_failures(database_url):
+            unit = Flaky(3, fail)
+            assert await db.write(unit) == 4, "three rolled-back attempts, the fourth commits"
+            rows = await dbutil.execute(database_url, "SELECT company_name FROM carriers")
+            assert [r[0] for r in rows] == ["attempt 4"]
+
+            exhausted = Flaky(4, fail)
+            with pytest.raises(exhausted_error):
+                await db.write(exhausted)
+            assert exhausted.attempts == 4
+            rows = await dbutil.execute(database_url, "SELECT company_name FROM carriers")
+            assert [r[0] for r in rows] == ["attempt 4"], "failed attempts left nothing"
+    finally:
+        await db.dispose()
