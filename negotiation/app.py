@@ -29,7 +29,7 @@ from negotiation.controllers.reports import ReportController
 from negotiation.controllers.sessions import SessionController
 from negotiation.db import Database
 from negotiation.errors import EXCEPTION_HANDLERS
-from negotiation.hardening import SecurityHeadersMiddleware, check_json_body, cors_config
+from negotiation.hardening import SecurityHeadersMiddleware, cors_config
 from negotiation.idempotency import IdempotencySettings
 from negotiation.logs import logging_config
 from negotiation.middleware import RequestContextMiddleware
@@ -117,7 +117,7 @@ def create_app(
             SessionController,
             ReportController,
         ],
-        guards=[require_api_key, check_json_body],
+        guards=[require_api_key],
         security=[{"apiKey": []}],
     )
     ui = Router(
