@@ -175,7 +175,7 @@ def serve(
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM (uvicorn stops its workers), then SIGKILL whatever of ours is still running."""
-    workers = _children(process.pid)
+    workers = {pid: _start_time(pid) for pid in _children(process.pid)}
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -183,6 +183,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    for pid in workers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for pid, started in workers.items():
+        if started is not None and _start_time(pid) == started:  # still ours, not a reused pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
