@@ -27,6 +27,7 @@ from typing import Any
 
 import dataset
 import loadgen
+import pyspy
 import server
 from scenarios import SCENARIOS
 from sqlalchemy.engine import make_url
@@ -86,11 +87,16 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
         server.serve(url, workers=args.workers, extra_env=env) as srv,
     ):
 
-        def load(name: str, duration: float) -> dict[str, Any]:
+        def load(name: str, duration: float, *, profiled: bool = False) -> dict[str, Any]:
             scenario = SCENARIOS[name]
             wrk_args = scenario.wrk_args(
                 data, duration=duration, threads=args.threads, workdir=Path(work)
             )
+            spy = None
+            if profiled:
+                raw = RESULTS / f"profile-{kind}-{name}-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+                spy = pyspy.start(srv.process.pid, duration, raw)
+                time.sleep(0.5)  # let py-spy attach before the load starts
             t0 = time.monotonic()
             result = loadgen.run_wrk(
                 wrk,
@@ -103,6 +109,9 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
                 threads=args.threads,
             )
             rss_worker, rss_total = srv.sampler.peak_mb(t0, time.monotonic())
+            if spy is not None:
+                spy.communicate()
+                print(f"[{kind}] profile of {name} ({raw}):\n{pyspy.summarize(raw)}", flush=True)
             return result.as_dict() | {
                 "rss_mb": round(rss_worker, 1),
                 "rss_total_mb": round(rss_total, 1),
@@ -112,7 +121,7 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
             load("mix", args.warmup)
         for rep in range(args.repeat):
             for name in args.scenarios:
-                run = load(name, args.duration)
+                run = load(name, args.duration, profiled=args.profile)
                 runs[name].append(run)
                 print(
                     f"[{kind}] {name:<8} run {rep + 1}/{args.repeat}: {run['rps']:>8.0f} req/s"
@@ -204,6 +213,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra server setting"
     )
     p.add_argument("--json", type=Path, help="where to write the JSON report")
+    p.add_argument(
+        "--profile", action="store_true", help="sample the server with py-spy (figures not valid)"
+    )
     p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     p.add_argument("--scaling", action="store_true", help="run the table-size study instead")
     p.add_argument(

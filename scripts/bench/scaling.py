@@ -142,6 +142,44 @@ def study_queries(data: dataset.Dataset) -> dict[str, Any]:
     return dataset.run_on(data.url, _run)
 
 
+def _serve_reads(
+    args: argparse.Namespace, data: dataset.Dataset, srv: server.Server, wrk: str, work: Path
+) -> dict[str, dict[str, Any]]:
+    """Each read over one connection, ``args.repeat`` times interleaved; medians per read."""
+    scripts = {
+        name: SCENARIOS[name].wrk_args(data, duration=0, threads=1, workdir=work) for name in READS
+    }
+
+    def one(name: str, duration: float) -> loadgen.LoadResult:
+        return loadgen.run_wrk(
+            wrk,
+            srv.base_url,
+            SCENARIOS[name].script,
+            scripts[name],
+            api_key=srv.api_key,
+            connections=1,
+            duration=duration,
+            threads=1,
+        )
+
+    for name in READS:
+        one(name, 1)  # warm-up
+    runs: dict[str, list[loadgen.LoadResult]] = {name: [] for name in READS}
+    for _ in range(args.repeat):
+        for name in READS:
+            runs[name].append(one(name, args.duration))
+    return {
+        name: {
+            "p50_ms": round(statistics.median(r.p50_ms for r in results), 3),
+            "p99_ms": round(statistics.median(r.p99_ms for r in results), 3),
+            "rps": round(statistics.median(r.rps for r in results), 1),
+            "errors": sum(r.errors for r in results),
+            "runs": [r.as_dict() for r in results],
+        }
+        for name, results in runs.items()
+    }
+
+
 def run(
     args: argparse.Namespace, urls: dict[str, str], machine: dict[str, Any], wrk: str
 ) -> dict[str, Any]:
@@ -166,37 +204,16 @@ def run(
                 tempfile.TemporaryDirectory(prefix="bench-") as work,
                 server.serve(url, workers=1) as srv,
             ):
-                for name in READS:
-                    scenario = SCENARIOS[name]
-                    wrk_args = scenario.wrk_args(data, duration=0, threads=1, workdir=Path(work))
-                    loadgen.run_wrk(  # warm-up
-                        wrk,
-                        srv.base_url,
-                        scenario.script,
-                        wrk_args,
-                        api_key=srv.api_key,
-                        connections=1,
-                        duration=1,
-                        threads=1,
-                    )
-                    result = loadgen.run_wrk(
-                        wrk,
-                        srv.base_url,
-                        scenario.script,
-                        wrk_args,
-                        api_key=srv.api_key,
-                        connections=1,
-                        duration=args.duration,
-                        threads=1,
-                    )
-                    entry["http"][name] = result.as_dict()
-                    q = entry["queries"][name]
-                    print(
-                        f"[{kind}] {size:>10,} {name:<8} p50 {result.p50_ms:.2f} ms"
-                        f"  p99 {result.p99_ms:.2f} ms  errors {result.errors}"
-                        f"  (queries alone p50 {q['in_process_p50_ms']:.3f} ms)",
-                        flush=True,
-                    )
+                runs = _serve_reads(args, data, srv, wrk, Path(work))
+            for name, result in runs.items():
+                entry["http"][name] = result
+                q = entry["queries"][name]
+                print(
+                    f"[{kind}] {size:>10,} {name:<8} p50 {result['p50_ms']:.2f} ms"
+                    f"  p99 {result['p99_ms']:.2f} ms  errors {result['errors']}"
+                    f"  (queries alone p50 {q['in_process_p50_ms']:.3f} ms)",
+                    flush=True,
+                )
             results.append(entry)
         dataset.create_database(url)  # leave an empty database, not gigabytes
         if kind == "sqlite":
@@ -209,8 +226,8 @@ def print_summary(report: dict[str, Any]) -> None:
     print()
     print(
         f"Scaling {report['machine']['date']}: per-request latency over one connection "
-        f"({report['settings']['duration']:.0f} s per read); 'queries' = the query functions "
-        "alone, in-process"
+        f"(median of {report['settings']['repeat']} runs of {report['settings']['duration']:.0f} s"
+        "); 'queries' = the query functions alone, in-process"
     )
     print(
         f"{'database':<11}{'rounds':>12}  {'scenario':<9}{'p50 ms':>8}{'p99 ms':>8}"
