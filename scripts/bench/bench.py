@@ -216,6 +216,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile", action="store_true", help="sample the server with py-spy (figures not valid)"
     )
+    p.add_argument(
+        "--markdown", nargs="+", type=Path, metavar="JSON", help="print reports as markdown tables"
+    )
     p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     p.add_argument("--scaling", action="store_true", help="run the table-size study instead")
     p.add_argument(
@@ -245,6 +248,11 @@ def database_url(args: argparse.Namespace, kind: str, suffix: str = "") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.markdown:
+        import markdown
+
+        print(markdown.render(args.markdown))
+        return 0
     try:
         wrk = loadgen.ensure_wrk(install=not args.no_install)
     except loadgen.WrkMissing as exc:

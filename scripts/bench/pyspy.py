@@ -42,7 +42,7 @@ def py_spy() -> str:
 
 def start(pid: int, duration: float, output: Path) -> subprocess.Popen[bytes]:
     """Sample ``pid`` (and its worker processes) for ``duration`` seconds into ``output``."""
-    command = [py_spy(), "record", "--pid", str(pid), "--subprocesses", "--rate", "250"]
+    command = [py_spy(), "record", "--pid", str(pid), "--subprocesses", "--gil", "--rate", "100"]
     command += ["--duration", str(int(duration)), "--format", "raw", "--output", str(output)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
