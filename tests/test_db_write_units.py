@@ -1,0 +1,79 @@
+"""Write units: each commits or rolls back alone, also when SQLite commits several together."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Connection, func, insert, select
+
+from negotiation.db import Database
+from negotiation.errors import ApiError
+from negotiation.queries import loads
+from negotiation.settings import Settings
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _add_load(conn: Connection, load_id: str, *, fail: bool = False) -> str:
+    conn.execute(
+        insert(loads).values(
+            load_id=load_id,
+            origin="A",
+            destination="B",
+            pickup_datetime=NOW,
+            delivery_datetime=NOW,
+            equipment_type="Dry Van",
+            loadboard_rate=Decimal("1000.00"),
+        )
+    )
+    if fail:
+        raise ApiError(409, "LOAD_EXISTS", "refused after writing")
+    return load_id
+
+
+def _load_ids(conn: Connection) -> list[str]:
+    return list(conn.execute(select(loads.c.load_id).order_by(loads.c.load_id)).scalars())
+
+
+async def test_queued_writes_keep_their_own_outcome(settings: Settings) -> None:
+    db = Database(settings)
+    release = threading.Event()
+
+    def _first(conn: Connection) -> str:
+        # Holds the writer until every other unit is queued, so SQLite batches them.
+        release.wait(10)
+        return _add_load(conn, "L000")
+
+    try:
+        first = asyncio.create_task(db.write(_first))
+        others = [
+            asyncio.create_task(db.write(_add_load, f"L{i:03d}", fail=i % 3 == 0))
+            for i in range(1, 21)
+        ]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(first, *others, return_exceptions=True)
+        stored = await db.read(_load_ids)
+        count = await db.read(lambda c: c.execute(select(func.count()).select_from(loads)).scalar())
+    finally:
+        await db.dispose()
+
+    expected = ["L000"] + [f"L{i:03d}" for i in range(1, 21) if i % 3]
+    assert [r for r in results if isinstance(r, str)] == expected
+    failures = [r for r in results if not isinstance(r, str)]
+    assert len(failures) == 6 and all(isinstance(f, ApiError) for f in failures)
+    assert stored == expected and count == len(expected)
+
+
+async def test_a_failed_unit_alone_leaves_nothing(settings: Settings) -> None:
+    db = Database(settings)
+    try:
+        with pytest.raises(ApiError):
+            await db.write(_add_load, "L1", fail=True)
+        assert await db.read(_load_ids) == []
+    finally:
+        await db.dispose()
