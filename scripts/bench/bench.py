@@ -97,7 +97,7 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
                 raw = RESULTS / f"profile-{kind}-{name}-{time.strftime('%Y%m%d-%H%M%S')}.txt"
                 spy = pyspy.start(srv.process.pid, duration, raw)
                 time.sleep(0.5)  # let py-spy attach before the load starts
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), srv.sampler.cpu_seconds()
             result = loadgen.run_wrk(
                 wrk,
                 srv.base_url,
@@ -108,11 +108,14 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
                 duration=duration,
                 threads=args.threads,
             )
+            cpu = srv.sampler.cpu_seconds() - cpu0
             rss_worker, rss_total = srv.sampler.peak_mb(t0, time.monotonic())
             if spy is not None:
                 spy.communicate()
                 print(f"[{kind}] profile of {name} ({raw}):\n{pyspy.summarize(raw)}", flush=True)
             return result.as_dict() | {
+                # Server CPU per request: steadier than req/s when the machine is shared.
+                "cpu_ms_per_request": round(1000 * cpu / max(result.requests, 1), 3),
                 "rss_mb": round(rss_worker, 1),
                 "rss_total_mb": round(rss_total, 1),
             }
@@ -126,7 +129,8 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
                 print(
                     f"[{kind}] {name:<8} run {rep + 1}/{args.repeat}: {run['rps']:>8.0f} req/s"
                     f"  p50 {run['p50_ms']:.1f} ms  p99 {run['p99_ms']:.1f} ms"
-                    f"  errors {run['errors']}  RSS {run['rss_mb']:.0f} MB",
+                    f"  errors {run['errors']}  RSS {run['rss_mb']:.0f} MB"
+                    f"  server CPU {run['cpu_ms_per_request']:.2f} ms/req",
                     flush=True,
                 )
         high_water = round(srv.sampler.high_water_mb(), 1)
@@ -146,7 +150,7 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("rps", "p50_ms", "p99_ms")
+    keys = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request")
     out: dict[str, Any] = {k: round(statistics.median(r[k] for r in runs), 2) for k in keys}
     out["errors"] = sum(r["errors"] for r in runs)
     out["requests"] = sum(r["requests"] for r in runs)
@@ -164,12 +168,13 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{a['repeat']} run(s), {a['workers']} worker(s), {a['rounds']:,} seeded rounds"
     )
     header = f"{'database':<11}{'scenario':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-    print(header + f"{'errors':>8}{'RSS MB':>8}")
+    print(header + f"{'errors':>8}{'RSS MB':>8}{'CPU ms/req':>12}")
     for db in report["databases"]:
         for name, med in db["median"].items():
             print(
                 f"{db['database']:<11}{name:<10}{med['rps']:>9.0f}{med['p50_ms']:>9.1f}"
                 f"{med['p99_ms']:>9.1f}{med['errors']:>8}{med['rss_mb']:>8.0f}"
+                f"{med['cpu_ms_per_request']:>12.2f}"
             )
     for db in report["databases"]:
         c = db["checks"]

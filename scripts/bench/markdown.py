@@ -31,14 +31,16 @@ def bench_tables(report: dict[str, Any]) -> str:
         f"{s['repeat']} runs, {s['workers']} worker(s), {s['rounds']:,} seeded rounds"
         + (f", server settings {' '.join(s['env'])}" if s.get("env") else ""),
         "",
-        "| database | scenario | req/s | p50 ms | p99 ms | errors | peak RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| database | scenario | req/s | p50 ms | p99 ms | errors | peak RSS MB "
+        "| server CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for db in report["databases"]:
         for name, m in db["median"].items():
             lines.append(
                 f"| {db['database']} | {name} | {m['rps']:,.0f} | {m['p50_ms']:.1f} | "
-                f"{m['p99_ms']:.1f} | {m['errors']} | {m['rss_mb']:.0f} |"
+                f"{m['p99_ms']:.1f} | {m['errors']} | {m['rss_mb']:.0f} | "
+                f"{m.get('cpu_ms_per_request', float('nan')):.2f} |"
             )
     lines.append("")
     for db in report["databases"]:

@@ -105,6 +105,18 @@ class MemorySampler:
             max(sum(r.values()) for r in window) / 1024,
         )
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and its workers."""
+        total = 0
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def high_water_mb(self) -> float:
         """The largest VmHWM (lifetime peak RSS) of any server process, in MB."""
         marks = [_status_kb(p, "VmHWM") or 0 for p in self.processes()]
