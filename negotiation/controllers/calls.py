@@ -8,6 +8,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import JSONBody
 
 from negotiation.controllers.params import AfterId, CallId, Db, Limit, Policy, SessionIdQuery
+from negotiation.db import quick_read
 from negotiation.errors import ApiError, not_found
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import ANY_SESSION, call_detail, call_exists, rounds_by_call
@@ -103,6 +104,7 @@ class CallController(Controller):
         return rounds_response(request, rows, limit, policy_settings.max_rounds)
 
 
+@quick_read
 def _call_rounds(
     conn: Any, call_id: int, session_id: Any, *, after_id: int | None, limit: int
 ) -> Any:
