@@ -159,6 +159,10 @@ class Database:
                 pool_pre_ping=True,
                 pool_recycle=1800,
             )
+            # Reads skip BEGIN and COMMIT (two round trips each). Under PostgreSQL's default
+            # READ COMMITTED every statement takes its own snapshot inside a transaction too,
+            # so a read unit sees exactly what it saw before.
+            self._pg_reader = self._async_engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def dialect(self) -> str:
@@ -166,7 +170,11 @@ class Database:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(conn, *args, **kwargs)`` in a read transaction and return its result."""
+        """Run ``fn(conn, *args, **kwargs)`` for reading only and return its result.
+
+        SQLite: one read transaction (one snapshot). PostgreSQL: autocommit, each statement
+        sees the data committed when it starts (as in a READ COMMITTED transaction).
+        """
         return await self._run(fn, args, kwargs, write=False)
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -181,6 +189,9 @@ class Database:
     ) -> T:
         try:
             if self._async_engine is not None:
+                if not write:
+                    async with self._pg_reader.connect() as conn:
+                        return await conn.run_sync(fn, *args, **kwargs)
                 async with self._async_engine.begin() as conn:
                     return await conn.run_sync(fn, *args, **kwargs)
             if write:
