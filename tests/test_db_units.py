@@ -1,4 +1,5 @@
-"""Write units: each commits or rolls back alone, also when SQLite commits several together."""
+"""Units of work: each write commits or rolls back alone, also when SQLite commits several
+together; quick reads skip the worker thread on SQLite."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Connection, func, insert, select
 
-from negotiation.db import Database
+from negotiation.db import Database, quick_read
 from negotiation.errors import ApiError
 from negotiation.queries import loads
 from negotiation.settings import Settings
@@ -77,3 +78,27 @@ async def test_a_failed_unit_alone_leaves_nothing(settings: Settings) -> None:
         assert await db.read(_load_ids) == []
     finally:
         await db.dispose()
+
+
+@quick_read
+def _quick_thread(conn: Connection) -> int:
+    conn.execute(select(func.count()).select_from(loads))
+    return threading.get_ident()
+
+
+def _threaded(conn: Connection) -> int:
+    conn.execute(select(func.count()).select_from(loads))
+    return threading.get_ident()
+
+
+async def test_quick_reads_run_on_the_loop_thread_on_sqlite(settings: Settings) -> None:
+    db = Database(settings)
+    try:
+        quick, threaded = await db.read(_quick_thread), await db.read(_threaded)
+    finally:
+        await db.dispose()
+    loop_thread = threading.get_ident()
+    if db.is_sqlite:
+        assert quick == loop_thread and threaded != loop_thread
+    else:  # asyncpg runs every unit on the loop
+        assert quick == threaded == loop_thread
