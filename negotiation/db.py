@@ -42,7 +42,8 @@ _QUICK = "_negotiation_quick_read"
 def quick_read(fn: F) -> F:
     """Mark a read unit as a few index lookups returning at most one page of rows.
 
-    On SQLite such a unit runs on the event loop's thread. Handing it to a worker thread cost
+    On SQLite such a unit runs on the event loop's thread; on PostgreSQL, without BEGIN and
+    COMMIT around it. Handing it to a worker thread cost
     more than running it: under load the hop and the GIL hand-offs between ten reader threads
     and the loop doubled the CPU time of a session read. A reader in WAL mode never waits for
     writers, so the loop is held only for the unit's own work, most of which holds the GIL
@@ -159,9 +160,10 @@ class Database:
                 pool_pre_ping=True,
                 pool_recycle=1800,
             )
-            # Reads skip BEGIN and COMMIT (two round trips each). Under PostgreSQL's default
-            # READ COMMITTED every statement takes its own snapshot inside a transaction too,
-            # so a read unit sees exactly what it saw before.
+            # Quick reads skip BEGIN and COMMIT (two round trips). Under PostgreSQL's default
+            # READ COMMITTED every statement takes its own snapshot inside a transaction too, so
+            # they see exactly what they saw before. Other reads keep a transaction: a streaming
+            # read (server-side cursor) needs one.
             self._pg_reader = self._async_engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
@@ -172,8 +174,9 @@ class Database:
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, *args, **kwargs)`` for reading only and return its result.
 
-        SQLite: one read transaction (one snapshot). PostgreSQL: autocommit, each statement
-        sees the data committed when it starts (as in a READ COMMITTED transaction).
+        One read transaction; on PostgreSQL a :func:`quick_read` unit runs in autocommit
+        instead (each statement sees the data committed when it starts, as it would in a
+        READ COMMITTED transaction).
         """
         return await self._run(fn, args, kwargs, write=False)
 
@@ -189,7 +192,7 @@ class Database:
     ) -> T:
         try:
             if self._async_engine is not None:
-                if not write:
+                if not write and getattr(fn, _QUICK, False):
                     async with self._pg_reader.connect() as conn:
                         return await conn.run_sync(fn, *args, **kwargs)
                 async with self._async_engine.begin() as conn:
