@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Connection, Row, Table, and_, func, select
 
+from negotiation.db import quick_read
 from negotiation.models import Call, Load, NegotiationRound, NegotiationSession
 
 loads = cast(Table, Load.__table__)
@@ -25,6 +26,7 @@ def session_match(session_id: str | None) -> ColumnElement[bool]:
     return column.is_(None) if session_id is None else column == session_id
 
 
+@quick_read
 def load_by_id(conn: Connection, load_id: str) -> Row[Any] | None:
     return conn.execute(select(loads).where(loads.c.load_id == load_id)).first()
 
@@ -54,14 +56,17 @@ def loads_page(
     return conn.execute(query).all()
 
 
+@quick_read
 def call_by_id(conn: Connection, call_id: int) -> Row[Any] | None:
     return conn.execute(select(calls).where(calls.c.id == call_id)).first()
 
 
+@quick_read
 def call_exists(conn: Connection, call_id: int) -> bool:
     return conn.execute(select(calls.c.id).where(calls.c.id == call_id)).first() is not None
 
 
+@quick_read
 def last_decision_by_call(conn: Connection, call_id: int) -> str | None:
     """The decision of the call's most recent round (None before any round, or a legacy one)."""
     return conn.execute(
@@ -72,6 +77,7 @@ def last_decision_by_call(conn: Connection, call_id: int) -> str | None:
     ).scalar()
 
 
+@quick_read
 def rounds_by_call(
     conn: Connection, call_id: int, session_id: Any, *, after_id: int | None, limit: int
 ) -> Sequence[Row[Any]]:
@@ -82,6 +88,7 @@ def rounds_by_call(
     return _page(conn, query, after_id, limit)
 
 
+@quick_read
 def rounds_by_session(
     conn: Connection, session_id: str, *, after_id: int | None, limit: int
 ) -> Sequence[Row[Any]]:
@@ -121,10 +128,12 @@ def _page(conn: Connection, query: Any, after_id: int | None, limit: int) -> Seq
     return conn.execute(query.order_by(rounds.c.id).limit(limit + 1)).all()
 
 
+@quick_read
 def session_by_id(conn: Connection, session_id: str) -> Row[Any] | None:
     return conn.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
 
 
+@quick_read
 def session_known(conn: Connection, session_id: str) -> bool:
     """A session exists when it was created, or when rounds were recorded under its id."""
     if session_by_id(conn, session_id) is not None:
@@ -139,6 +148,7 @@ def round_count_by_call(conn: Connection, call_id: int) -> int:
     return int(conn.execute(select(func.count()).where(rounds.c.call_id == call_id)).scalar_one())
 
 
+@quick_read
 def call_detail(conn: Connection, call_id: int) -> tuple[Row[Any], str | None] | None:
     """The call and the decision of its latest round."""
     call = call_by_id(conn, call_id)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from negotiation import policy
@@ -109,6 +109,38 @@ def update_call(conn: Connection, call_id: int, data: CallUpdate) -> Row[Any]:
     return row
 
 
+# The round-recording path runs for every offer, so its statements are built once: building a
+# Core statement and its cache key on each call cost more than executing it (profiled under load).
+_CALL_FOR_ROUND = (
+    select(calls.c.id, calls.c.load_id, loads.c.loadboard_rate, loads.c.max_rate)
+    .select_from(calls.outerjoin(loads, loads.c.load_id == calls.c.load_id))
+    .where(calls.c.id == bindparam("b_call_id"))
+)
+#: PostgreSQL serialises the rounds of a call's default negotiation with a row lock on the call.
+_CALL_FOR_ROUND_LOCKED = _CALL_FOR_ROUND.with_for_update(of=calls)
+_LAST_ROUND = {
+    in_session: select(rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
+    .where(
+        rounds.c.call_id == bindparam("b_call_id"),
+        rounds.c.session_id == bindparam("b_session_id") if in_session else session_match(None),
+    )
+    .order_by(rounds.c.round_number.desc(), rounds.c.id.desc())
+    .limit(1)
+    for in_session in (True, False)
+}
+_INSERT_ROUND = insert(rounds).returning(*rounds.c)
+_COUNT_ROUND = (
+    update(calls)
+    .where(calls.c.id == bindparam("b_call_id"))
+    .values(negotiation_rounds=func.coalesce(calls.c.negotiation_rounds, 0) + 1)
+)
+_CLOSE_CALL = {
+    "accept": _COUNT_ROUND.values(outcome="accepted", final_rate_agreed=bindparam("b_agreed")),
+    "reject": _COUNT_ROUND.values(outcome="rejected"),
+}
+
+
+
 def record_round(
     conn: Connection,
     *,
@@ -126,14 +158,10 @@ def record_round(
     negotiation), on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
     """
     check_session_id(session_id)
-    call_query = (
-        select(calls.c.id, calls.c.load_id, loads.c.loadboard_rate, loads.c.max_rate)
-        .select_from(calls.outerjoin(loads, loads.c.load_id == calls.c.load_id))
-        .where(calls.c.id == call_id)
-    )
-    if conn.dialect.name == "postgresql" and session_id is None:
-        call_query = call_query.with_for_update(of=calls)
-    call = conn.execute(call_query).first()
+    # A round in a session is serialised on the session's row (touch_session below).
+    locked = conn.dialect.name == "postgresql" and session_id is None
+    call_query = _CALL_FOR_ROUND_LOCKED if locked else _CALL_FOR_ROUND
+    call = conn.execute(call_query, {"b_call_id": call_id}).first()
     if call is None:
         raise not_found("CALL_NOT_FOUND", "Call", call_id)
     if call.loadboard_rate is None:
@@ -147,10 +175,7 @@ def record_round(
         )
 
     last = conn.execute(
-        select(rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
-        .where(rounds.c.call_id == call_id, session_match(session_id))
-        .order_by(rounds.c.round_number.desc(), rounds.c.id.desc())
-        .limit(1)
+        _LAST_ROUND[session_id is not None], {"b_call_id": call_id, "b_session_id": session_id}
     ).first()
     if last is not None and (
         last.decision in ("accept", "reject") or last.round_number >= cfg.max_rounds
@@ -172,27 +197,20 @@ def record_round(
         previous_counter=last.counter_offer if last is not None else None,
     )
     row = conn.execute(
-        insert(rounds)
-        .values(
-            call_id=call_id,
-            session_id=session_id,
-            round_number=round_number,
-            carrier_offer=offer,
-            decision=decision.decision,
-            counter_offer=decision.counter_offer,
-            system_response=decision.message,
-            notes=notes,
-            timestamp=now,
-        )
-        .returning(*rounds.c)
+        _INSERT_ROUND,
+        {
+            "call_id": call_id,
+            "session_id": session_id,
+            "round_number": round_number,
+            "carrier_offer": offer,
+            "decision": decision.decision,
+            "counter_offer": decision.counter_offer,
+            "system_response": decision.message,
+            "notes": notes,
+            "timestamp": now,
+        },
     ).one()
-
-    call_values: dict[str, Any] = {
-        "negotiation_rounds": func.coalesce(calls.c.negotiation_rounds, 0) + 1
-    }
-    if decision.decision == "accept":
-        call_values |= {"outcome": "accepted", "final_rate_agreed": offer}
-    elif decision.decision == "reject":
-        call_values["outcome"] = "rejected"
-    conn.execute(update(calls).where(calls.c.id == call_id).values(call_values))
+    conn.execute(
+        _CLOSE_CALL.get(decision.decision, _COUNT_ROUND), {"b_call_id": call_id, "b_agreed": offer}
+    )
     return row

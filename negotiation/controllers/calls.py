@@ -17,6 +17,7 @@ from negotiation.controllers.params import (
     Policy,
     SessionIdQuery,
 )
+from negotiation.db import quick_read
 from negotiation.errors import ApiError, not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import MAX_LIMIT
@@ -123,6 +124,7 @@ class CallController(Controller):
         return rounds_response(request, rows, limit, policy_settings.max_rounds)
 
 
+@quick_read
 def _call_rounds(
     conn: Any, call_id: int, session_id: Any, *, after_id: int | None, limit: int
 ) -> Any:

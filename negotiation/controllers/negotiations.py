@@ -17,6 +17,7 @@ from negotiation.controllers.params import (
     Policy,
     SessionIdQuery,
 )
+from negotiation.db import quick_read
 from negotiation.errors import not_found
 from negotiation.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 from negotiation.queries import rounds_by_session, rounds_filtered, session_known
@@ -79,6 +80,7 @@ class NegotiationController(Controller):
         )
 
 
+@quick_read
 def _session_rounds(
     conn: Connection, session_id: str, *, after_id: int | None, limit: int
 ) -> list[Row[Any]]:

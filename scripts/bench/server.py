@@ -1,0 +1,209 @@
+"""The service under test: ``negotiation serve`` in a subprocess; its memory read from /proc."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PORTS = range(8100, 8200)
+
+
+def free_port() -> int:
+    """A port in 8100-8199 that nothing listens on."""
+    for port in PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8100-8199")
+
+
+def _status_kb(pid: int, field_name: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (uvicorn's workers when it runs more than one)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@dataclass
+class MemorySampler:
+    """Samples VmRSS of the server and its workers every ``interval`` seconds."""
+
+    pid: int
+    interval: float = 0.1
+    samples: list[tuple[float, dict[int, int]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def processes(self) -> list[int]:
+        return [self.pid, *_children(self.pid)]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pids = self.processes()
+        next_scan = time.monotonic() + 1
+        while not self._stop.is_set():
+            if time.monotonic() > next_scan:  # workers can be replaced; rescan now and then
+                pids, next_scan = self.processes(), time.monotonic() + 1
+            rss = {p: kb for p in pids if (kb := _status_kb(p, "VmRSS")) is not None}
+            self.samples.append((time.monotonic(), rss))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def peak_mb(self, since: float, until: float) -> tuple[float, float]:
+        """(largest single-process RSS, largest total RSS) sampled in [since, until], in MB."""
+        window = [rss for t, rss in self.samples if since <= t <= until and rss]
+        if not window:
+            return 0.0, 0.0
+        return (
+            max(max(r.values()) for r in window) / 1024,
+            max(sum(r.values()) for r in window) / 1024,
+        )
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and its workers."""
+        total = 0
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def high_water_mb(self) -> float:
+        """The largest VmHWM (lifetime peak RSS) of any server process, in MB."""
+        marks = [_status_kb(p, "VmHWM") or 0 for p in self.processes()]
+        return max(marks, default=0) / 1024
+
+
+@dataclass
+class Server:
+    base_url: str
+    api_key: str
+    process: subprocess.Popen[bytes]
+    sampler: MemorySampler
+    log_path: Path
+
+
+def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not answer {base_url}/health within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def serve(
+    database_url: str, *, workers: int, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """Run ``negotiation serve`` with production settings until the block ends."""
+    port = free_port()
+    api_key = secrets.token_urlsafe(24)
+    env = {
+        **os.environ,
+        "NEGOTIATION_ENV": "production",
+        "NEGOTIATION_API_KEYS": api_key,
+        "NEGOTIATION_DATABASE_URL": database_url,
+        "NEGOTIATION_HOST": "127.0.0.1",
+        "NEGOTIATION_PORT": str(port),
+        **(extra_env or {}),
+    }
+    command = [str(Path(sys.executable).with_name("negotiation")), "serve"]
+    command += ["--workers", str(workers)]
+    log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
+    # The access log (one JSON line per request) goes to a file, as it would under a supervisor.
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    server = Server(base_url, api_key, process, MemorySampler(process.pid), Path(log.name))
+    try:
+        _wait_healthy(base_url, process, timeout=60)
+        server.sampler.start()
+        yield server
+    except BaseException:
+        tail = Path(log.name).read_text(errors="replace").splitlines()[-20:]
+        print("server log (last lines):\n  " + "\n  ".join(tail), file=sys.stderr)
+        raise
+    finally:
+        server.sampler.stop()
+        _stop(process)
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (uvicorn stops its workers), then SIGKILL whatever of ours is still running."""
+    workers = {pid: _start_time(pid) for pid in _children(process.pid)}
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for pid, started in workers.items():
+        if started is not None and _start_time(pid) == started:  # still ours, not a reused pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None

@@ -1,0 +1,48 @@
+"""The benchmark harness (scripts/bench) runs end to end: one very short run of each scenario.
+
+It starts the real server and drives it with wrk, so it is slow and needs the ``wrk`` binary:
+the harness installs it with apt-get when missing. Where that is impossible the test skips with
+the harness's reason, except under CI (``CI`` set), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "scripts" / "bench" / "bench.py"
+EXIT_NO_WRK = 3  # bench.EXIT_NO_WRK
+SCENARIOS = ("record", "session", "call", "query", "mix")
+
+
+@pytest.mark.slow
+def test_every_scenario_reports_figures_and_no_errors(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    command = [sys.executable, str(BENCH), "--db", "sqlite", "--rounds", "3000"]
+    command += ["--duration", "1", "--repeat", "1", "--warmup", "0", "--connections", "8"]
+    command += ["--sqlite-path", str(tmp_path / "bench.db"), "--json", str(report_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if result.returncode == EXIT_NO_WRK and not os.environ.get("CI"):
+        pytest.skip(f"the benchmark needs wrk: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    report = json.loads(report_path.read_text())
+    (sqlite,) = report["databases"]
+    assert set(sqlite["runs"]) == set(SCENARIOS)
+    for name, (run,) in sqlite["runs"].items():
+        assert run["requests"] > 0, name
+        assert run["rps"] > 0, name
+        assert 0 < run["p50_ms"] <= run["p99_ms"], name
+        assert run["errors"] == 0, (name, run)
+        assert run["rss_mb"] > 0, name
+    # Every recorded round is stored once, numbered within the policy's limit.
+    assert sqlite["checks"]["rounds_recorded"] >= sqlite["runs"]["record"][0]["requests"]
+    assert sqlite["checks"]["duplicated_round_numbers"] == 0
+    assert sqlite["checks"]["rounds_past_limit"] == 0
+    assert "record" in result.stdout and "req/s" in result.stdout

@@ -1,0 +1,104 @@
+"""Units of work: each write commits or rolls back alone, also when SQLite commits several
+together; quick reads skip the worker thread on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Connection, func, insert, select
+
+from negotiation.db import Database, quick_read
+from negotiation.errors import ApiError
+from negotiation.queries import loads
+from negotiation.settings import Settings
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _add_load(conn: Connection, load_id: str, *, fail: bool = False) -> str:
+    conn.execute(
+        insert(loads).values(
+            load_id=load_id,
+            origin="A",
+            destination="B",
+            pickup_datetime=NOW,
+            delivery_datetime=NOW,
+            equipment_type="Dry Van",
+            loadboard_rate=Decimal("1000.00"),
+        )
+    )
+    if fail:
+        raise ApiError(409, "LOAD_EXISTS", "refused after writing")
+    return load_id
+
+
+def _load_ids(conn: Connection) -> list[str]:
+    return list(conn.execute(select(loads.c.load_id).order_by(loads.c.load_id)).scalars())
+
+
+async def test_queued_writes_keep_their_own_outcome(settings: Settings) -> None:
+    db = Database(settings)
+    release = threading.Event()
+
+    def _first(conn: Connection) -> str:
+        # Holds the writer until every other unit is queued, so SQLite batches them.
+        release.wait(10)
+        return _add_load(conn, "L000")
+
+    try:
+        first = asyncio.create_task(db.write(_first))
+        others = [
+            asyncio.create_task(db.write(_add_load, f"L{i:03d}", fail=i % 3 == 0))
+            for i in range(1, 21)
+        ]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(first, *others, return_exceptions=True)
+        stored = await db.read(_load_ids)
+        count = await db.read(lambda c: c.execute(select(func.count()).select_from(loads)).scalar())
+    finally:
+        await db.dispose()
+
+    expected = ["L000"] + [f"L{i:03d}" for i in range(1, 21) if i % 3]
+    assert [r for r in results if isinstance(r, str)] == expected
+    failures = [r for r in results if not isinstance(r, str)]
+    assert len(failures) == 6 and all(isinstance(f, ApiError) for f in failures)
+    assert stored == expected and count == len(expected)
+
+
+async def test_a_failed_unit_alone_leaves_nothing(settings: Settings) -> None:
+    db = Database(settings)
+    try:
+        with pytest.raises(ApiError):
+            await db.write(_add_load, "L1", fail=True)
+        assert await db.read(_load_ids) == []
+    finally:
+        await db.dispose()
+
+
+@quick_read
+def _quick_thread(conn: Connection) -> int:
+    conn.execute(select(func.count()).select_from(loads))
+    return threading.get_ident()
+
+
+def _threaded(conn: Connection) -> int:
+    conn.execute(select(func.count()).select_from(loads))
+    return threading.get_ident()
+
+
+async def test_quick_reads_run_on_the_loop_thread_on_sqlite(settings: Settings) -> None:
+    db = Database(settings)
+    try:
+        quick, threaded = await db.read(_quick_thread), await db.read(_threaded)
+    finally:
+        await db.dispose()
+    loop_thread = threading.get_ident()
+    if db.is_sqlite:
+        assert quick == loop_thread and threaded != loop_thread
+    else:  # asyncpg runs every unit on the loop
+        assert quick == threaded == loop_thread
