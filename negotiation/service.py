@@ -140,7 +140,6 @@ _CLOSE_CALL = {
 }
 
 
-
 def record_round(
     conn: Connection,
     *,
