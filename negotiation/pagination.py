@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from litestar.datastructures import URL
 
 from negotiation.errors import ApiError
+
+R = TypeVar("R")
 
 _VERSION = "v1"
 MAX_LIMIT = 1000
@@ -41,6 +44,13 @@ def decode_cursor(cursor: str, kind: str, position_type: type | tuple[type, ...]
     if isinstance(position, str) and "\x00" in position:
         raise invalid_cursor()
     return position
+
+
+def next_cursor(
+    rows: Sequence[R], limit: int, kind: str, position: Callable[[R], Any]
+) -> str | None:
+    """The cursor after a page, from a query that fetched ``limit + 1`` rows; None on the last."""
+    return encode_cursor(kind, position(rows[limit - 1])) if len(rows) > limit else None
 
 
 def invalid_cursor() -> ApiError:

@@ -7,7 +7,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from negotiation.controllers.params import Cursor, Db, Limit
 from negotiation.errors import not_found
-from negotiation.pagination import decode_cursor, encode_cursor
+from negotiation.pagination import decode_cursor, next_cursor
 from negotiation.queries import load_by_id, loads_page
 from negotiation.schemas import LoadCreate, LoadRead, LoadStatus, Page
 from negotiation.service import create_load, utcnow
@@ -50,8 +50,7 @@ class LoadController(Controller):
             after_load_id=after,
             limit=limit,
         )
-        items = [LoadRead.model_validate(r) for r in rows[:limit]]
-        more = len(rows) > limit
         return Page(
-            items=items, next_cursor=encode_cursor("loads", items[-1].load_id) if more else None
+            items=[LoadRead.model_validate(r) for r in rows[:limit]],
+            next_cursor=next_cursor(rows, limit, "loads", lambda r: r.load_id),
         )

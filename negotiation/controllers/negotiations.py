@@ -19,7 +19,7 @@ from negotiation.controllers.params import (
 )
 from negotiation.db import quick_read
 from negotiation.errors import not_found
-from negotiation.pagination import MAX_LIMIT, decode_cursor, encode_cursor
+from negotiation.pagination import MAX_LIMIT, decode_cursor, next_cursor
 from negotiation.queries import rounds_by_session, rounds_filtered, session_known
 from negotiation.rounds import rounds_response
 from negotiation.schemas import DecisionKind, Page, RoundRead, UTCDatetime
@@ -73,10 +73,9 @@ class NegotiationController(Controller):
             after_id=after_id,
             limit=limit,
         )
-        items = [RoundRead.from_row(r, policy_settings.max_rounds) for r in rows[:limit]]
-        more = len(rows) > limit
         return Page(
-            items=items, next_cursor=encode_cursor("rounds", items[-1].id) if more else None
+            items=[RoundRead.from_row(r, policy_settings.max_rounds) for r in rows[:limit]],
+            next_cursor=next_cursor(rows, limit, "rounds", lambda r: r.id),
         )
 
 

@@ -12,7 +12,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from negotiation.controllers.params import Cursor, Db, Limit, Now, Policy, SessionIdPath
 from negotiation.errors import not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
-from negotiation.pagination import decode_cursor, encode_cursor, invalid_cursor
+from negotiation.pagination import decode_cursor, invalid_cursor, next_cursor
 from negotiation.schemas import (
     Page,
     SessionClosed,
@@ -109,13 +109,12 @@ class SessionController(Controller):
             )
             for r in rows[:limit]
         ]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(
-                "sessions", [last.last_activity.isoformat(), last.session_id]
-            )
-        return Page(items=items, next_cursor=next_cursor)
+        return Page(
+            items=items,
+            next_cursor=next_cursor(
+                rows, limit, "sessions", lambda r: [r.last_activity.isoformat(), r.session_id]
+            ),
+        )
 
     @delete(
         "/{session_id:str}",
