@@ -30,7 +30,7 @@ import logging
 import random
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
@@ -222,7 +222,12 @@ class Database:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(conn, *args, **kwargs)`` in a read transaction and return its result."""
+        """Run ``fn(conn, *args, **kwargs)`` for reading only and return its result.
+
+        One read transaction; on PostgreSQL a :func:`quick_read` unit runs in autocommit
+        instead (each statement sees the data committed when it starts, as it would in a
+        READ COMMITTED transaction).
+        """
         return await self._run(fn, args, kwargs, write=False)
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -348,7 +353,7 @@ class _GroupCommit:
     def _commit(self, batch: list[_Unit]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._engine.begin() as conn:
+            with self._engine.connect() as conn, _invalidating(conn), conn.begin():
                 for unit in batch:
                     savepoint = conn.begin_nested() if len(batch) > 1 else None
                     try:
@@ -391,19 +396,23 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+@contextlib.contextmanager
+def _invalidating(conn: Connection) -> Iterator[None]:
+    """After an I/O error (disk full, file gone) the next transaction must reopen the file
+    rather than reuse this connection's state."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if _is_unreachable(exc) and not conn.invalidated:
+            conn.invalidate()
+        raise
+
+
 def _in_transaction(
     engine: Engine, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> T:
-    with engine.connect() as conn:
-        try:
-            with conn.begin():
-                return fn(conn, *args, **kwargs)
-        except DBAPIError as exc:
-            if _is_unreachable(exc) and not conn.invalidated:
-                # After an I/O error (disk full, file gone) the next transaction must reopen the
-                # file rather than reuse this connection's state.
-                conn.invalidate()
-            raise
+    with engine.connect() as conn, _invalidating(conn), conn.begin():
+        return fn(conn, *args, **kwargs)
 
 
 def _ping(conn: Connection) -> None:
