@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import resource
 import shutil
 from collections.abc import Iterator
@@ -112,6 +113,8 @@ async def assert_recovered(c: Client, call_id: int, round_number: int) -> None:
 @pytest.mark.postgres
 async def test_postgres_stopped_and_restarted_under_the_running_app() -> None:
     if reason := pgcluster.unavailable_reason():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL outage test: {reason}")
         pytest.skip(reason)
     with pgcluster.ThrowawayCluster() as pg:
         await asyncio.to_thread(dbutil.run_alembic, pg.url)
