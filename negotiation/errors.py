@@ -181,29 +181,29 @@ def _is_json_error(exc: HTTPException) -> bool:
     )
 
 
-def handle_database_unavailable(
-    request: Request[Any, Any, Any], exc: DatabaseUnavailable
-) -> Response[dict[str, Any]]:
-    logger.warning("database unavailable: %s", exc)
-    return _respond(
-        request,
-        HTTP_503_SERVICE_UNAVAILABLE,
+#: The 503 answers: code, message and Retry-After seconds for each database condition.
+_DATABASE_DOWN: dict[type[Exception], tuple[str, str, str]] = {
+    DatabaseUnavailable: (
         "DATABASE_UNAVAILABLE",
         "The database is unavailable; retry shortly.",
-        headers={"Retry-After": "2"},
-    )
+        "2",
+    ),
+    DatabaseBusy: ("DATABASE_BUSY", "The database is busy; retry shortly.", "1"),
+}
 
 
-def handle_database_busy(
-    request: Request[Any, Any, Any], exc: DatabaseBusy
+def handle_database_down(
+    request: Request[Any, Any, Any], exc: DatabaseUnavailable | DatabaseBusy
 ) -> Response[dict[str, Any]]:
-    logger.warning("database busy: %s", exc)
+    """503 with ``Retry-After`` while the database is unreachable or locked."""
+    code, message, retry_after = _DATABASE_DOWN[type(exc)]
+    logger.warning("%s: %s", code.lower(), exc)
     return _respond(
         request,
         HTTP_503_SERVICE_UNAVAILABLE,
-        "DATABASE_BUSY",
-        "The database is busy; retry shortly.",
-        headers={"Retry-After": "1"},
+        code,
+        message,
+        headers={"Retry-After": retry_after},
     )
 
 
@@ -233,8 +233,8 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
-    DatabaseUnavailable: handle_database_unavailable,
-    DatabaseBusy: handle_database_busy,
+    DatabaseUnavailable: handle_database_down,
+    DatabaseBusy: handle_database_down,
     InvalidData: handle_invalid_data,
     Exception: handle_unexpected,
 }
