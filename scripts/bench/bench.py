@@ -66,7 +66,7 @@ def machine_info(pg_url: str | None, wrk: str) -> dict[str, Any]:
     info["commit"] = git.stdout.strip()
     if pg_url:
         info["postgresql"] = dataset.run_on(
-            pg_url, lambda c: c.exec_driver_sql("SHOW server_version").scalar_one()
+            dataset.admin_url(pg_url), lambda c: c.exec_driver_sql("SHOW server_version").scalar_one()
         )
     return info
 

@@ -100,15 +100,18 @@ def create_database(url: str) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         return
-    parsed = make_url(url)
-    name = parsed.database
-    admin = parsed.set(database="postgres").render_as_string(hide_password=False)
+    name = make_url(url).database
 
     def _recreate(conn: Connection) -> None:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
 
-    run_on(admin, _recreate, autocommit=True)
+    run_on(admin_url(url), _recreate, autocommit=True)
+
+
+def admin_url(url: str) -> str:
+    """The same PostgreSQL server's ``postgres`` database (which exists before ours does)."""
+    return make_url(url).set(database="postgres").render_as_string(hide_password=False)
 
 
 def migrate(url: str) -> None:
