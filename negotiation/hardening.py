@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from negotiation.settings import Settings
 
@@ -25,6 +27,34 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+_FIXED = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+_FIXED_NAMES = frozenset(name for name, _ in _FIXED)
+_CSP = b"content-security-policy"
+_CACHE_CONTROL = b"cache-control"
+_NO_STORE = b"no-store"
+
+
+Header = tuple[bytes, bytes]
+
+
+def with_headers(
+    message: Message, replace: Sequence[Header], defaults: Sequence[Header] = ()
+) -> None:
+    """Set ``replace`` on a response start (dropping headers of those names) and add each of
+    ``defaults`` whose name is not there yet. Names are lower-case bytes, as ASGI sends them.
+
+    One pass over the raw header list: ``MutableScopeHeaders`` searched the list once per
+    header set, a few percent of a small request's time.
+    """
+    start = cast(HTTPResponseStartEvent, message)
+    raw: list[Header] = list(start.get("headers") or ())
+    names = {name.lower() for name, _ in raw}
+    replaced = {name for name, _ in replace}
+    if names & replaced:
+        raw = [h for h in raw if h[0].lower() not in replaced]
+    raw.extend(replace)
+    raw.extend(h for h in defaults if h[0] not in names)
+    start["headers"] = raw
 
 
 class SecurityHeadersMiddleware:
@@ -39,16 +69,13 @@ class SecurityHeadersMiddleware:
             return
         path: str = scope["path"]
         policy = DOCS_CONTENT_SECURITY_POLICY if _is_docs(path) else CONTENT_SECURITY_POLICY
+        defaults = [(_CSP, policy.encode())]
+        if path.startswith("/api/"):
+            defaults.append((_CACHE_CONTROL, _NO_STORE))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
-                if "content-security-policy" not in headers:
-                    headers["Content-Security-Policy"] = policy
-                if path.startswith("/api/") and "cache-control" not in headers:
-                    headers["Cache-Control"] = "no-store"
+                with_headers(message, _FIXED, defaults)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

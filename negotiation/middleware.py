@@ -9,10 +9,10 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from negotiation.hardening import with_headers
 from negotiation.ids import validate_session_id
 
 access_log = logging.getLogger("negotiation.access")
@@ -89,10 +89,10 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                response_headers = MutableScopeHeaders.from_message(message)
-                response_headers["X-Request-ID"] = request_id
+                ids = [(b"x-request-id", request_id.encode("latin-1"))]
                 if state.get("session_id"):
-                    response_headers["X-Session-ID"] = state["session_id"]
+                    ids.append((b"x-session-id", state["session_id"].encode("latin-1")))
+                with_headers(message, ids)
             await send(message)
 
         try:
