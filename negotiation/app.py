@@ -25,6 +25,7 @@ from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
 from negotiation.controllers.loads import LoadController
 from negotiation.controllers.negotiations import NegotiationController
+from negotiation.controllers.params import RequestContext
 from negotiation.controllers.reports import ReportController
 from negotiation.controllers.sessions import SessionController
 from negotiation.db import Database
@@ -45,21 +46,6 @@ logger = logging.getLogger("negotiation.app")
 
 #: Bodies above this are refused with 413 before they are read in full.
 MAX_BODY_BYTES = 64 * 1024
-
-
-def _provide_db(state: State) -> Database:
-    db: Database = state.db
-    return db
-
-
-def _provide_policy_settings(state: State) -> PolicySettings:
-    cfg: PolicySettings = state.policy_settings
-    return cfg
-
-
-def _provide_now(state: State) -> dt.datetime:
-    now: dt.datetime = state.clock()
-    return now
 
 
 class NegotiationApp(Litestar):
@@ -108,6 +94,12 @@ def create_app(
         finally:
             await app.state.db.dispose()
 
+    policy = PolicySettings.from_settings(settings)
+
+    def provide_context() -> RequestContext:
+        # No parameters, so Litestar has nothing to parse for it on each request.
+        return RequestContext(app.state.db, policy, clock())
+
     api = Router(
         path="/api",
         route_handlers=[
@@ -133,16 +125,12 @@ def create_app(
         state=State(
             {
                 "settings": settings,
-                "policy_settings": PolicySettings.from_settings(settings),
+                "policy_settings": policy,
                 "idempotency": IdempotencySettings.from_settings(settings),
                 "clock": clock,
             }
         ),
-        dependencies={
-            "db": Provide(_provide_db, sync_to_thread=False),
-            "policy_settings": Provide(_provide_policy_settings, sync_to_thread=False),
-            "now": Provide(_provide_now, sync_to_thread=False),
-        },
+        dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=logging_config(settings.log_level),
         request_max_body_size=MAX_BODY_BYTES,

@@ -11,10 +11,8 @@ from litestar.params import JSONBody
 from negotiation.controllers.params import (
     AfterId,
     CallId,
-    Db,
+    Ctx,
     Limit,
-    Now,
-    Policy,
     SessionIdQuery,
 )
 from negotiation.db import quick_read
@@ -23,7 +21,15 @@ from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import ANY_SESSION, call_detail, call_exists, rounds_by_call
 from negotiation.rounds import rounds_response
-from negotiation.schemas import CallCreate, CallDetail, CallRead, CallUpdate, OfferCreate, RoundRead
+from negotiation.schemas import (
+    CallCreate,
+    CallDetail,
+    CallRead,
+    CallUpdate,
+    OfferCreate,
+    RoundRead,
+    round_json,
+)
 from negotiation.service import (
     check_session_id,
     create_call,
@@ -38,12 +44,12 @@ class CallController(Controller):
     tags = ["calls"]
 
     @post(operation_id="createCall", summary="Start a call about a load")
-    async def create(self, data: JSONBody[CallCreate], db: Db) -> CallRead:
-        return CallRead.model_validate(await db.write(create_call, data, utcnow()))
+    async def create(self, data: JSONBody[CallCreate], ctx: Ctx) -> CallRead:
+        return CallRead.model_validate(await ctx.db.write(create_call, data, utcnow()))
 
     @get("/{call_id:int}", operation_id="getCall", summary="A call with its latest decision")
-    async def read(self, call_id: CallId, db: Db) -> CallDetail:
-        found = await db.read(call_detail, call_id)
+    async def read(self, call_id: CallId, ctx: Ctx) -> CallDetail:
+        found = await ctx.db.read(call_detail, call_id)
         if found is None:
             raise not_found("CALL_NOT_FOUND", "Call", call_id)
         row, last_decision = found
@@ -52,8 +58,8 @@ class CallController(Controller):
         )
 
     @patch("/{call_id:int}", operation_id="updateCall", summary="Record a call's outcome")
-    async def update(self, call_id: CallId, data: JSONBody[CallUpdate], db: Db) -> CallRead:
-        return CallRead.model_validate(await db.write(update_call, call_id, data))
+    async def update(self, call_id: CallId, data: JSONBody[CallUpdate], ctx: Ctx) -> CallRead:
+        return CallRead.model_validate(await ctx.db.write(update_call, call_id, data))
 
     @post(
         "/{call_id:int}/negotiate",
@@ -65,9 +71,7 @@ class CallController(Controller):
         request: Request[Any, Any, Any],
         call_id: CallId,
         data: JSONBody[OfferCreate],
-        db: Db,
-        policy_settings: Policy,
-        now: Now,
+        ctx: Ctx,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[RoundRead]:
         if data.call_id is not None and str(data.call_id).strip() != str(call_id):
@@ -85,16 +89,16 @@ class CallController(Controller):
             offer=data.carrier_offer,
             session_id=session_id,
             notes=data.notes,
-            cfg=policy_settings,
-            now=now,
+            cfg=ctx.policy,
+            now=ctx.now,
         )
         return await respond_once(
             request,
-            db,
-            now,
+            ctx.db,
+            ctx.now,
             idempotency_key,
             unit,
-            lambda row: RoundRead.from_row(row, policy_settings.max_rounds),
+            lambda row: round_json(row, ctx.policy.max_rounds),
             fingerprint=[data.model_dump(mode="json", exclude={"call_id"}), session_id],
         )
 
@@ -107,21 +111,20 @@ class CallController(Controller):
         self,
         request: Request[Any, Any, Any],
         call_id: CallId,
-        db: Db,
-        policy_settings: Policy,
+        ctx: Ctx,
         session_id: SessionIdQuery = None,
         limit: Limit = MAX_LIMIT,
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
         check_session_id(session_id)
-        rows = await db.read(
+        rows = await ctx.db.read(
             _call_rounds,
             call_id,
             ANY_SESSION if session_id is None else session_id,
             after_id=after_id,
             limit=limit,
         )
-        return rounds_response(request, rows, limit, policy_settings.max_rounds)
+        return rounds_response(request, rows, limit, ctx.policy.max_rounds)
 
 
 @quick_read

@@ -6,7 +6,7 @@ from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from negotiation import __version__
-from negotiation.controllers.params import Db
+from negotiation.controllers.params import Ctx
 from negotiation.db import DatabaseBusy, DatabaseUnavailable
 from negotiation.schemas import HealthRead
 
@@ -22,9 +22,9 @@ from negotiation.schemas import HealthRead
         )
     },
 )
-async def health(db: Db) -> Response[HealthRead]:
+async def health(ctx: Ctx) -> Response[HealthRead]:
     try:
-        await db.ping()
+        await ctx.db.ping()
     except (DatabaseUnavailable, DatabaseBusy) as exc:
         body = HealthRead(
             status="unavailable", database=str(exc) or "unreachable", version=__version__

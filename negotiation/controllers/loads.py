@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from negotiation.controllers.params import Cursor, Db, Limit
+from negotiation.controllers.params import Ctx, Cursor, Limit
 from negotiation.errors import not_found
 from negotiation.pagination import decode_cursor, next_cursor
 from negotiation.queries import load_by_id, loads_page
@@ -18,13 +18,13 @@ class LoadController(Controller):
     tags = ["loads"]
 
     @post(operation_id="createLoad", summary="Post a load")
-    async def create(self, data: JSONBody[LoadCreate], db: Db) -> LoadRead:
-        row = await db.write(create_load, data, utcnow())
+    async def create(self, data: JSONBody[LoadCreate], ctx: Ctx) -> LoadRead:
+        row = await ctx.db.write(create_load, data, utcnow())
         return LoadRead.model_validate(row)
 
     @get("/{load_id:str}", operation_id="getLoad", summary="One load")
-    async def read(self, load_id: FromPath[str], db: Db) -> LoadRead:
-        row = await db.read(load_by_id, load_id)
+    async def read(self, load_id: FromPath[str], ctx: Ctx) -> LoadRead:
+        row = await ctx.db.read(load_by_id, load_id)
         if row is None:
             raise not_found("LOAD_NOT_FOUND", "Load", load_id)
         return LoadRead.model_validate(row)
@@ -32,7 +32,7 @@ class LoadController(Controller):
     @get(operation_id="listLoads", summary="Loads, filtered, by load_id")
     async def list(
         self,
-        db: Db,
+        ctx: Ctx,
         origin: FromQuery[str | None] = None,
         destination: FromQuery[str | None] = None,
         equipment_type: FromQuery[str | None] = None,
@@ -41,7 +41,7 @@ class LoadController(Controller):
         cursor: Cursor = None,
     ) -> Page[LoadRead]:
         after = decode_cursor(cursor, "loads", str) if cursor else None
-        rows = await db.read(
+        rows = await ctx.db.read(
             loads_page,
             origin=origin,
             destination=destination,

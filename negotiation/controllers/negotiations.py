@@ -11,10 +11,9 @@ from sqlalchemy import Connection, Row
 from negotiation.controllers.params import (
     AfterId,
     CallIdQuery,
+    Ctx,
     Cursor,
-    Db,
     Limit,
-    Policy,
     SessionIdQuery,
 )
 from negotiation.db import quick_read
@@ -39,20 +38,18 @@ class NegotiationController(Controller):
         self,
         request: Request[Any, Any, Any],
         session_id: FromPath[str],
-        db: Db,
-        policy_settings: Policy,
+        ctx: Ctx,
         limit: Limit = MAX_LIMIT,
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
         check_session_id(session_id)
-        rows = await db.read(_session_rounds, session_id, after_id=after_id, limit=limit)
-        return rounds_response(request, rows, limit, policy_settings.max_rounds)
+        rows = await ctx.db.read(_session_rounds, session_id, after_id=after_id, limit=limit)
+        return rounds_response(request, rows, limit, ctx.policy.max_rounds)
 
     @get(operation_id="queryRounds", summary="Rounds by call, session, decision and time")
     async def query(
         self,
-        db: Db,
-        policy_settings: Policy,
+        ctx: Ctx,
         call_id: CallIdQuery = None,
         session_id: SessionIdQuery = None,
         decision: FromQuery[DecisionKind | None] = None,
@@ -63,7 +60,7 @@ class NegotiationController(Controller):
     ) -> Page[RoundRead]:
         check_session_id(session_id)
         after_id = decode_cursor(cursor, "rounds", int) if cursor else None
-        rows = await db.read(
+        rows = await ctx.db.read(
             rounds_filtered,
             call_id=call_id,
             session_id=session_id,
@@ -74,7 +71,7 @@ class NegotiationController(Controller):
             limit=limit,
         )
         return Page(
-            items=[RoundRead.from_row(r, policy_settings.max_rounds) for r in rows[:limit]],
+            items=[RoundRead.from_row(r, ctx.policy.max_rounds) for r in rows[:limit]],
             next_cursor=next_cursor(rows, limit, "rounds", lambda r: r.id),
         )
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar import Controller, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from negotiation.controllers.params import Db, Now, Policy
+from negotiation.controllers.params import Ctx
 from negotiation.errors import ApiError, not_found
 from negotiation.reports.history import session_report
 from negotiation.reports.schemas import SessionReport, SummaryFilters, SummaryReport
@@ -32,12 +32,10 @@ class ReportController(Controller):
         operation_id="getSessionReport",
         summary="One session's history: calls, loads, every round, outcome and figures",
     )
-    async def session(
-        self, session_id: FromPath[str], db: Db, policy_settings: Policy, now: Now
-    ) -> SessionReport:
+    async def session(self, session_id: FromPath[str], ctx: Ctx) -> SessionReport:
         check_session_id(session_id)
-        report = await db.read(
-            session_report, session_id, max_markup=policy_settings.max_markup, now=now
+        report = await ctx.db.read(
+            session_report, session_id, max_markup=ctx.policy.max_markup, now=ctx.now
         )
         if report is None:
             raise not_found("SESSION_NOT_FOUND", "Session", session_id)
@@ -50,9 +48,7 @@ class ReportController(Controller):
     )
     async def summary(
         self,
-        db: Db,
-        policy_settings: Policy,
-        now: Now,
+        ctx: Ctx,
         since: FromQuery[UTCDatetime | None] = None,
         until: FromQuery[UTCDatetime | None] = None,
         load_id: LoadIdQuery = None,
@@ -63,6 +59,6 @@ class ReportController(Controller):
         filters = SummaryFilters(
             since=since, until=until, load_id=load_id, carrier_mc_number=carrier_mc_number
         )
-        return await db.read(
-            summary_report, filters, max_markup=policy_settings.max_markup, now=now
+        return await ctx.db.read(
+            summary_report, filters, max_markup=ctx.policy.max_markup, now=ctx.now
         )

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
-from negotiation.controllers.params import Cursor, Db, Limit, Now, Policy, SessionIdPath
+from negotiation.controllers.params import Ctx, Cursor, Limit, SessionIdPath
 from negotiation.errors import not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import decode_cursor, invalid_cursor, next_cursor
@@ -46,9 +46,7 @@ class SessionController(Controller):
     async def create(
         self,
         request: Request[Any, Any, Any],
-        db: Db,
-        policy_settings: Policy,
-        now: Now,
+        ctx: Ctx,
         data: JSONBody[SessionCreate | None] = None,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[SessionRead]:
@@ -58,15 +56,15 @@ class SessionController(Controller):
 
         def render(row: Any) -> SessionRead:
             request.state.session_id = row.session_id
-            return SessionRead.model_validate(session_view(row, now))
+            return SessionRead.model_validate(session_view(row, ctx.now))
 
         unit = partial(
-            create_session, data=data, default_ttl=policy_settings.session_ttl_seconds, now=now
+            create_session, data=data, default_ttl=ctx.policy.session_ttl_seconds, now=ctx.now
         )
         return await respond_once(
             request,
-            db,
-            now,
+            ctx.db,
+            ctx.now,
             idempotency_key,
             unit,
             render,
@@ -74,12 +72,10 @@ class SessionController(Controller):
         )
 
     @get("/{session_id:str}", operation_id="getSession", summary="A session with its statistics")
-    async def read(
-        self, session_id: SessionIdPath, db: Db, policy_settings: Policy, now: Now
-    ) -> SessionDetail:
+    async def read(self, session_id: SessionIdPath, ctx: Ctx) -> SessionDetail:
         check_session_id(session_id)
-        view = await db.read(
-            session_detail, session_id, default_ttl=policy_settings.session_ttl_seconds, now=now
+        view = await ctx.db.read(
+            session_detail, session_id, default_ttl=ctx.policy.session_ttl_seconds, now=ctx.now
         )
         if view is None:
             raise not_found("SESSION_NOT_FOUND", "Session", session_id)
@@ -88,24 +84,23 @@ class SessionController(Controller):
     @get(operation_id="listSessions", summary="Sessions, most recent activity first")
     async def list(
         self,
-        db: Db,
-        now: Now,
+        ctx: Ctx,
         status: FromQuery[SessionStatus | None] = None,
         client_id: ClientIdQuery = None,
         limit: Limit = 100,
         cursor: Cursor = None,
     ) -> Page[SessionSummary]:
-        rows, counts = await db.read(
+        rows, counts = await ctx.db.read(
             sessions_page,
             status=status,
             client_id=client_id,
             after=_position(cursor) if cursor else None,
             limit=limit,
-            now=now,
+            now=ctx.now,
         )
         items = [
             SessionSummary.model_validate(
-                session_view(r, now) | {"round_count": counts.get(r.session_id, 0)}
+                session_view(r, ctx.now) | {"round_count": counts.get(r.session_id, 0)}
             )
             for r in rows[:limit]
         ]
@@ -125,17 +120,15 @@ class SessionController(Controller):
     async def remove(
         self,
         session_id: SessionIdPath,
-        db: Db,
-        policy_settings: Policy,
-        now: Now,
+        ctx: Ctx,
         purge: FromQuery[bool] = False,
     ) -> SessionClosed | SessionPurged:
         check_session_id(session_id)
         if purge:
-            purged = await db.write(purge_session, session_id)
+            purged = await ctx.db.write(purge_session, session_id)
             return SessionPurged(session_id=session_id, purged_rounds=purged)
-        await db.write(
-            close_session, session_id, default_ttl=policy_settings.session_ttl_seconds, now=now
+        await ctx.db.write(
+            close_session, session_id, default_ttl=ctx.policy.session_ttl_seconds, now=ctx.now
         )
         return SessionClosed(session_id=session_id, status="closed")
 

@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from negotiation.auth import matching_key
-from negotiation.controllers.params import Db, Now, Policy
+from negotiation.controllers.params import Ctx
 from negotiation.db import Database
 from negotiation.errors import ApiError
 from negotiation.pagination import decode_cursor, encode_cursor
@@ -100,20 +100,18 @@ class PagesController(Controller):
     @get("/sessions")
     async def sessions(
         self,
-        db: Db,
-        now: Now,
+        ctx: Ctx,
         status: FromQuery[str | None] = None,
         q: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
     ) -> Template:
-        return await _sessions_page(db, now, status, q, cursor)
+        return await _sessions_page(ctx.db, ctx.now, status, q, cursor)
 
     @post("/sessions", status_code=303)
     async def create(
         self,
         request: Request[Any, Any, Any],
-        db: Db,
-        now: Now,
+        ctx: Ctx,
         data: URLEncodedBody[SessionForm],
     ) -> Template | Redirect:
         settings: Settings = request.app.state.settings
@@ -125,26 +123,31 @@ class PagesController(Controller):
             fields = SessionCreate(
                 session_id=data.session_id.strip() or None, client_id=client_id, ttl_seconds=ttl
             )
-            row = await db.write(
-                create_session, fields, default_ttl=settings.session_ttl_seconds, now=now
+            row = await ctx.db.write(
+                create_session, fields, default_ttl=settings.session_ttl_seconds, now=ctx.now
             )
         except ApiError as exc:
             return await _sessions_page(
-                db, now, None, None, None, form=data, error=exc.message, status_code=exc.status_code
+                ctx.db,
+                ctx.now,
+                None,
+                None,
+                None,
+                form=data,
+                error=exc.message,
+                status_code=exc.status_code,
             )
         return Redirect(f"/ui/sessions/{quote(row.session_id, safe='')}?created=1", status_code=303)
 
     @get("/sessions/{session_id:str}")
     async def session(
         self,
-        db: Db,
-        policy_settings: Policy,
-        now: Now,
+        ctx: Ctx,
         session_id: FromPath[str],
         created: FromQuery[str | None] = None,
     ) -> Template:
-        report = await db.read(
-            session_report, session_id, max_markup=policy_settings.max_markup, now=now
+        report = await ctx.db.read(
+            session_report, session_id, max_markup=ctx.policy.max_markup, now=ctx.now
         )
         if report is None:
             return Template(
