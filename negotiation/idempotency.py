@@ -123,9 +123,9 @@ class _InFlight:
 IN_FLIGHT = _InFlight()
 
 
-def encode(model: BaseModel) -> bytes:
-    """The JSON bytes Litestar would send for ``model``."""
-    return encode_json(model.model_dump(mode="json"))
+def encode(body: BaseModel | dict[str, Any]) -> bytes:
+    """The JSON bytes Litestar would send for ``body`` (a model, or a dict of its fields)."""
+    return encode_json(body.model_dump(mode="json") if isinstance(body, BaseModel) else body)
 
 
 def request_hash(method: str, path: str, fingerprint: Any) -> str:
@@ -142,7 +142,7 @@ async def respond_once(
     now: dt.datetime,
     key: str | None,
     unit: Callable[[Connection], T],
-    render: Callable[[T], BaseModel],
+    render: Callable[[T], BaseModel | dict[str, Any]],
     *,
     fingerprint: Any,
     status: int = 201,
@@ -294,7 +294,7 @@ def _execute(
     conn: Connection,
     unit: Callable[[Connection], T],
     claim: Claim,
-    render: Callable[[T], BaseModel],
+    render: Callable[[T], BaseModel | dict[str, Any]],
     render_error: Callable[[ApiError], bytes],
     status: int,
     expires_at: dt.datetime,
