@@ -11,7 +11,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
-    Select,
     Table,
     and_,
     bindparam,
@@ -21,6 +20,7 @@ from sqlalchemy import (
 
 from negotiation.db import quick_read
 from negotiation.models import Call, Load, NegotiationRound, NegotiationSession
+from negotiation.statements import HotStatement
 
 loads = cast(Table, Load.__table__)
 calls = cast(Table, Call.__table__)
@@ -96,23 +96,24 @@ _BY: dict[str, ColumnElement[bool]] = {
 
 
 @functools.cache
-def _rounds_page(by: tuple[str, ...], after: bool) -> Select[Any]:
+def _rounds_page(by: tuple[str, ...], after: bool) -> HotStatement:
     """A page of rounds filtered by bound parameters, oldest first, built once per shape.
 
-    These run on every listing request; building a statement and its cache key each time cost
-    more than executing it (profiled under load), so each shape is built once.
+    These run on every listing request: a hot statement (see negotiation.statements).
     """
     conditions = [_BY[name] for name in by]
     if after:
         conditions.append(rounds.c.id > bindparam("b_after_id"))
-    return select(rounds).where(*conditions).order_by(rounds.c.id).limit(bindparam("b_limit"))
+    return HotStatement(
+        select(rounds).where(*conditions).order_by(rounds.c.id).limit(bindparam("b_limit"))
+    )
 
 
 def _shaped_page(
     conn: Connection, by: tuple[str, ...], after_id: int | None, limit: int, **params: Any
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     query = _rounds_page(by, after_id is not None)
-    return conn.execute(query, {**params, "b_after_id": after_id, "b_limit": limit + 1}).all()
+    return query.all(conn, {**params, "b_after_id": after_id, "b_limit": limit + 1})
 
 
 @quick_read

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from negotiation import policy
 from negotiation.errors import ApiError, not_found
+from negotiation.models import Money
 from negotiation.queries import (
     call_by_id,
     calls,
@@ -27,6 +28,7 @@ from negotiation.schemas import CallCreate, CallUpdate, LoadCreate
 from negotiation.sessions import check_session_id as check_session_id  # re-exported
 from negotiation.sessions import touch_session
 from negotiation.settings import Settings
+from negotiation.statements import HotStatement
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,34 +111,55 @@ def update_call(conn: Connection, call_id: int, data: CallUpdate) -> Row[Any]:
     return row
 
 
-# The round-recording path runs for every offer, so its statements are built once: building a
-# Core statement and its cache key on each call cost more than executing it (profiled under load).
-_CALL_FOR_ROUND = (
+# The round-recording path runs for every offer: its statements are hot statements (built and
+# compiled once, run on the driver; see negotiation.statements).
+_CALL_QUERY = (
     select(calls.c.id, calls.c.load_id, loads.c.loadboard_rate, loads.c.max_rate)
     .select_from(calls.outerjoin(loads, loads.c.load_id == calls.c.load_id))
     .where(calls.c.id == bindparam("b_call_id"))
 )
+_CALL_FOR_ROUND = HotStatement(_CALL_QUERY)
 #: PostgreSQL serialises the rounds of a call's default negotiation with a row lock on the call.
-_CALL_FOR_ROUND_LOCKED = _CALL_FOR_ROUND.with_for_update(of=calls)
+_CALL_FOR_ROUND_LOCKED = HotStatement(_CALL_QUERY.with_for_update(of=calls))
 _LAST_ROUND = {
-    in_session: select(rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
-    .where(
-        rounds.c.call_id == bindparam("b_call_id"),
-        rounds.c.session_id == bindparam("b_session_id") if in_session else session_match(None),
+    in_session: HotStatement(
+        select(rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
+        .where(
+            rounds.c.call_id == bindparam("b_call_id"),
+            rounds.c.session_id == bindparam("b_session_id") if in_session else session_match(None),
+        )
+        .order_by(rounds.c.round_number.desc(), rounds.c.id.desc())
+        .limit(1)
     )
-    .order_by(rounds.c.round_number.desc(), rounds.c.id.desc())
-    .limit(1)
     for in_session in (True, False)
 }
-_INSERT_ROUND = insert(rounds).returning(*rounds.c)
+_INSERT_ROUND = HotStatement(
+    insert(rounds).returning(*rounds.c),
+    column_keys=[
+        "call_id",
+        "session_id",
+        "round_number",
+        "carrier_offer",
+        "decision",
+        "counter_offer",
+        "system_response",
+        "notes",
+        "timestamp",
+    ],
+)
 _COUNT_ROUND = (
     update(calls)
     .where(calls.c.id == bindparam("b_call_id"))
     .values(negotiation_rounds=func.coalesce(calls.c.negotiation_rounds, 0) + 1)
 )
 _CLOSE_CALL = {
-    "accept": _COUNT_ROUND.values(outcome="accepted", final_rate_agreed=bindparam("b_agreed")),
-    "reject": _COUNT_ROUND.values(outcome="rejected"),
+    "accept": HotStatement(
+        _COUNT_ROUND.values(
+            outcome="accepted", final_rate_agreed=bindparam("b_agreed", type_=Money)
+        )
+    ),
+    "reject": HotStatement(_COUNT_ROUND.values(outcome="rejected")),
+    "counter": HotStatement(_COUNT_ROUND),
 }
 
 
@@ -149,7 +172,7 @@ def record_round(
     notes: str | None,
     cfg: PolicySettings,
     now: dt.datetime,
-) -> Row[Any]:
+) -> Any:
     """Decide on ``offer`` and record it as the next round of the (call, session) negotiation.
 
     Round numbers are the server's. Concurrent requests for one negotiation are serialised: on
@@ -160,7 +183,7 @@ def record_round(
     # A round in a session is serialised on the session's row (touch_session below).
     locked = conn.dialect.name == "postgresql" and session_id is None
     call_query = _CALL_FOR_ROUND_LOCKED if locked else _CALL_FOR_ROUND
-    call = conn.execute(call_query, {"b_call_id": call_id}).first()
+    call = call_query.first(conn, {"b_call_id": call_id})
     if call is None:
         raise not_found("CALL_NOT_FOUND", "Call", call_id)
     if call.loadboard_rate is None:
@@ -173,9 +196,9 @@ def record_round(
             conn, session_id, ttl=cfg.session_ttl_seconds, require=cfg.require_sessions, now=now
         )
 
-    last = conn.execute(
-        _LAST_ROUND[session_id is not None], {"b_call_id": call_id, "b_session_id": session_id}
-    ).first()
+    last = _LAST_ROUND[session_id is not None].first(
+        conn, {"b_call_id": call_id, "b_session_id": session_id}
+    )
     if last is not None and (
         last.decision in ("accept", "reject") or last.round_number >= cfg.max_rounds
     ):
@@ -195,8 +218,8 @@ def record_round(
         max_rounds=cfg.max_rounds,
         previous_counter=last.counter_offer if last is not None else None,
     )
-    row = conn.execute(
-        _INSERT_ROUND,
+    row = _INSERT_ROUND.first(
+        conn,
         {
             "call_id": call_id,
             "session_id": session_id,
@@ -208,8 +231,6 @@ def record_round(
             "notes": notes,
             "timestamp": now,
         },
-    ).one()
-    conn.execute(
-        _CLOSE_CALL.get(decision.decision, _COUNT_ROUND), {"b_call_id": call_id, "b_agreed": offer}
     )
-    return row
+    _CLOSE_CALL[decision.decision].run(conn, {"b_call_id": call_id, "b_agreed": offer})
+    return row  # a named tuple of the round's columns

@@ -15,13 +15,14 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, delete, func, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from negotiation.errors import INVALID_SESSION_ID_MESSAGE, ApiError, not_found
 from negotiation.ids import generate_session_id, validate_session_id
 from negotiation.queries import calls, rounds, sessions
 from negotiation.schemas import SessionCreate, SessionStatus
+from negotiation.statements import HotStatement
 
 DECISIONS = ("accept", "counter", "reject")
 
@@ -48,7 +49,7 @@ def derived_status(stored: str, expires_at: dt.datetime | None, now: dt.datetime
     return "expired" if expires_at is not None and expires_at <= now else "active"
 
 
-def session_view(row: Row[Any], now: dt.datetime) -> dict[str, Any]:
+def session_view(row: Any, now: dt.datetime) -> dict[str, Any]:
     """A ``sessions`` row as the API shows it."""
     m = row._mapping
     return {
@@ -63,21 +64,25 @@ def session_view(row: Row[Any], now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _insert_if_absent(conn: Connection, values: dict[str, Any]) -> Row[Any] | None:
+_INSERT_IF_ABSENT = HotStatement(
+    column_keys=[c.key for c in sessions.c],
+    postgresql=postgresql.insert(sessions)
+    .on_conflict_do_nothing(index_elements=[sessions.c.session_id])
+    .returning(*sessions.c),
+    sqlite=sqlite.insert(sessions)
+    .on_conflict_do_nothing(index_elements=[sessions.c.session_id])
+    .returning(*sessions.c),
+)
+
+
+def _insert_if_absent(conn: Connection, values: dict[str, Any]) -> Any | None:
     """Insert a session row unless the id is taken; the new row, or None when it was.
 
     ``ON CONFLICT DO NOTHING`` rather than catching the unique violation: on PostgreSQL a
     concurrent insert of the same id waits for the first to commit and then does nothing, and
     the transaction stays usable either way.
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(sessions)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=[sessions.c.session_id])
-        .returning(*sessions.c)
-    )
-    return conn.execute(statement).first()
+    return _INSERT_IF_ABSENT.first(conn, values)
 
 
 def _new_session(session_id: str, ttl: int, now: dt.datetime, **extra: Any) -> dict[str, Any]:
@@ -97,16 +102,24 @@ def _used_by_rounds(conn: Connection, session_id: str) -> bool:
     return conn.execute(query).first() is not None
 
 
-def _locked_session(conn: Connection, session_id: str) -> Row[Any] | None:
-    query = select(sessions).where(sessions.c.session_id == session_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    return conn.execute(query).first()
+#: ``FOR UPDATE`` on PostgreSQL (SQLite has no row locks; its compiler leaves it out).
+_LOCKED_SESSION = HotStatement(
+    select(sessions).where(sessions.c.session_id == bindparam("b_session_id")).with_for_update()
+)
+_TOUCH_SESSION = HotStatement(
+    update(sessions)
+    .where(sessions.c.session_id == bindparam("b_session_id"))
+    .values(last_activity=bindparam("b_now"), expires_at=bindparam("b_expires_at"))
+)
+
+
+def _locked_session(conn: Connection, session_id: str) -> Any | None:
+    return _LOCKED_SESSION.first(conn, {"b_session_id": session_id})
 
 
 def create_session(
     conn: Connection, data: SessionCreate, *, default_ttl: int, now: dt.datetime
-) -> Row[Any]:
+) -> Any:
     """Create a session under the caller's id or a generated one; 409 if the id is in use."""
     check_session_id(data.session_id)
     session_id = data.session_id or generate_session_id(now)
@@ -146,10 +159,13 @@ def touch_session(
         raise ApiError(409, "SESSION_CLOSED", f"Session {session_id} is closed")
     if session.expires_at <= now:
         raise ApiError(410, "SESSION_EXPIRED", f"Session {session_id} has expired")
-    conn.execute(
-        update(sessions)
-        .where(sessions.c.session_id == session_id)
-        .values(last_activity=now, expires_at=now + dt.timedelta(seconds=session.ttl_seconds))
+    _TOUCH_SESSION.run(
+        conn,
+        {
+            "b_session_id": session_id,
+            "b_now": now,
+            "b_expires_at": now + dt.timedelta(seconds=session.ttl_seconds),
+        },
     )
 
 

@@ -1,0 +1,183 @@
+"""Hot statements: Core statements compiled once per database and run on the driver's cursor.
+
+The round paths (record a round, list a session's or a call's rounds) run a handful of small
+indexed statements per request. Through ``Connection.execute`` each costs SQLAlchemy's
+execution machinery (cache key, execution context, result metadata), about 80 µs on this
+service's machines against about 10 µs for the statement itself in ``sqlite3``
+(docs/PERFORMANCE.md). A :class:`HotStatement` keeps the statement written as a Core
+construct over the models' tables, compiles it once per dialect, and then executes the
+compiled SQL on the DBAPI cursor of the same ``Connection``, applying the same bind and result
+processors SQLAlchemy would (so ``Money`` and ``UTCDateTime`` behave exactly as elsewhere).
+Errors are raised as SQLAlchemy's ``DBAPIError`` subclasses, as ``Connection.execute`` raises
+them, so :class:`~negotiation.db.Database` retries and classifies them the same way.
+
+Only statements with fixed shapes belong here; everything else uses ``Connection.execute``.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.expression import Executable
+
+_Processor = Callable[[Any], Any]
+
+
+def _row_class(keys: list[str]) -> Any:
+    """A named tuple with ``_mapping`` too, so code written for SQLAlchemy rows reads it."""
+    base: Any = namedtuple("Row", keys)  # type: ignore[misc]
+    return type("Row", (base,), {"__slots__": (), "_mapping": property(base._asdict)})
+
+
+class _Compiled:
+    """One statement's SQL and processors for one dialect."""
+
+    __slots__ = ("binds", "columns", "dialect", "results", "returns_rows", "row", "sql")
+
+    def __init__(self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        if (
+            not compiled.positional
+            or "POSTCOMPILE" in compiled.string
+            or compiled.insert_prefetch
+            or compiled.update_prefetch
+        ):
+            # Expanding parameters and Python-side column defaults need SQLAlchemy's execution.
+            raise ValueError(f"not a fixed-shape statement for {dialect.name}: {statement}")
+        self.dialect = dialect
+        self.sql: str = compiled.string
+        #: (name, value when not given, processor): a literal's own value; NULL otherwise.
+        self.binds: list[tuple[str, Any, _Processor | None]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            default = None if bind.required else bind.effective_value
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            self.binds.append((name, default, process))
+        self.columns = list(statement.exported_columns)
+        self.returns_rows = bool(self.columns)
+        self.row: Any = _row_class([c.key for c in self.columns])
+        #: Result processors by the cursor's column type codes (PostgreSQL's depend on them).
+        self.results: dict[tuple[Any, ...], list[tuple[int, _Processor]]] = {}
+
+    def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = []
+        for name, default, process in self.binds:
+            value = params.get(name, default)
+            values.append(process(value) if process is not None and value is not None else value)
+        return tuple(values)
+
+    def processors(self, description: Any) -> list[tuple[int, _Processor]]:
+        codes = tuple(d[1] for d in description)
+        found = self.results.get(codes)
+        if found is None:
+            found = []
+            for index, (column, code) in enumerate(zip(self.columns, codes, strict=True)):
+                impl = column.type.dialect_impl(self.dialect)
+                process = impl.result_processor(self.dialect, code)
+                if process is not None:
+                    found.append((index, process))
+            self.results[codes] = found
+        return found
+
+
+class HotStatement:
+    """A Core ``select``/``insert``/``update`` run on the DBAPI cursor of a ``Connection``.
+
+    Parameters are bound by name: ``bindparam`` names, and for an ``insert`` given
+    ``column_keys``, the keys of the columns it sets; one not given is NULL. A statement that must differ between
+    databases (``ON CONFLICT`` constructs) is given per dialect name. Rows come back as named
+    tuples of the statement's columns, with SQLAlchemy's result processing applied. The
+    statement runs in whatever transaction the connection is in (none: the driver's
+    autocommit, as for :func:`~negotiation.db.quick_read` units).
+    ``before_cursor_execute`` listeners on the connection are called (with no execution
+    context), so statement logs and the query-plan tests see these statements too.
+    """
+
+    __slots__ = ("_by_dialect", "_column_keys", "_statements")
+
+    def __init__(
+        self,
+        statement: Executable | None = None,
+        *,
+        column_keys: Sequence[str] | None = None,
+        **per_dialect: Executable,
+    ) -> None:
+        self._statements = dict(per_dialect)
+        if statement is not None:
+            self._statements["*"] = statement
+        self._column_keys = column_keys
+        self._by_dialect: dict[str, _Compiled] = {}
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        compiled = self._by_dialect.get(dialect.name)
+        if compiled is None:
+            statement = self._statements.get(dialect.name, self._statements.get("*"))
+            if statement is None:
+                raise ValueError(f"no statement for {dialect.name}")
+            compiled = _Compiled(statement, dialect, self._column_keys)
+            self._by_dialect[dialect.name] = compiled
+        return compiled
+
+    def all(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[Any]:
+        """Every row, processed; an empty list for a statement that returns none."""
+        compiled = self._compiled(conn.dialect)
+        fetched = driver_execute(
+            conn, compiled.sql, compiled.arguments(params or {}), fetch=compiled.returns_rows
+        )
+        if fetched is None:
+            return []
+        raw, description = fetched
+        processors = compiled.processors(description)
+        make = compiled.row._make
+        if not processors:
+            return [make(r) for r in raw]
+        rows = []
+        for r in raw:
+            values = list(r)
+            for index, process in processors:
+                values[index] = process(values[index])
+            rows.append(make(values))
+        return rows
+
+    def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any | None:
+        """The first row, or None."""
+        rows = self.all(conn, params)
+        return rows[0] if rows else None
+
+    def run(self, conn: Connection, params: Mapping[str, Any] | None = None) -> None:
+        """Execute a statement for its effect."""
+        self.all(conn, params)
+
+
+def driver_execute(
+    conn: Connection, sql: str, args: tuple[Any, ...] = (), *, fetch: bool = False
+) -> tuple[Sequence[Any], Any] | None:
+    """Run ``sql`` on the connection's DBAPI cursor; with ``fetch``, its rows and description.
+
+    A driver error is raised as SQLAlchemy raises it from ``Connection.execute`` (a
+    ``DBAPIError`` subclass, marked when the connection is lost), parameters hidden.
+    """
+    fairy = conn.connection
+    cursor = fairy.cursor()
+    try:
+        if conn.dispatch.before_cursor_execute:
+            conn.dispatch.before_cursor_execute(conn, cursor, sql, args, None, False)
+        cursor.execute(sql, args)
+        return (cursor.fetchall(), cursor.description) if fetch else None
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            sql,
+            args,
+            exc,
+            conn.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=conn.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor),
+            dialect=conn.dialect,
+        ) from exc
+    finally:
+        cursor.close()
