@@ -19,7 +19,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
-from negotiation.auth import API_KEY_HEADER, require_api_key
+from negotiation.auth import API_KEY_HEADER, ApiKeyMiddleware
 from negotiation.body import ApiRequest, refuse_nul_in_url
 from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
@@ -109,7 +109,7 @@ def create_app(
             SessionController,
             ReportController,
         ],
-        guards=[require_api_key],
+        middleware=[ApiKeyMiddleware],
         security=[{"apiKey": []}],
     )
     ui = Router(

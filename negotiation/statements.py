@@ -89,11 +89,12 @@ class HotStatement:
     """A Core ``select``/``insert``/``update`` run on the DBAPI cursor of a ``Connection``.
 
     Parameters are bound by name: ``bindparam`` names, and for an ``insert`` given
-    ``column_keys``, the keys of the columns it sets; one not given is NULL. A statement that must differ between
-    databases (``ON CONFLICT`` constructs) is given per dialect name. Rows come back as named
-    tuples of the statement's columns, with SQLAlchemy's result processing applied. The
-    statement runs in whatever transaction the connection is in (none: the driver's
-    autocommit, as for :func:`~negotiation.db.quick_read` units).
+    ``column_keys``, the keys of the columns it sets; one not given is NULL. A statement that
+    must differ between databases (``ON CONFLICT`` constructs) is given per dialect name. Rows
+    come back as named tuples of the statement's columns (with ``_mapping``, like SQLAlchemy's
+    rows), with SQLAlchemy's result processing applied. The statement runs in whatever
+    transaction the connection is in (none: the driver's autocommit, as for
+    :func:`~negotiation.db.quick_read` units).
     ``before_cursor_execute`` listeners on the connection are called (with no execution
     context), so statement logs and the query-plan tests see these statements too.
     """
