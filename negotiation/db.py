@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
+import os
 import random
 import sqlite3
 import threading
@@ -198,7 +200,9 @@ class Database:
             self._writer = _sqlite_engine(self.url, settings, begin="BEGIN IMMEDIATE", pool_size=1)
             self._reader = _sqlite_engine(self.url, settings, begin="BEGIN", pool_size=readers)
             self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-            self._group_commit = _GroupCommit(self._writer, self._write_executor)
+            self._group_commit = _GroupCommit(
+                self._writer, self._write_executor, _writer_lock_path(self.url)
+            )
             self._read_executor = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         else:
             self._async_engine = create_async_engine(
@@ -328,6 +332,8 @@ class Database:
         for executor in (self._read_executor, self._write_executor):
             if executor is not None:
                 executor.shutdown(wait=True)
+        if self.is_sqlite:
+            self._group_commit.close()
 
 
 class _GroupCommit:
@@ -338,17 +344,25 @@ class _GroupCommit:
     its own SAVEPOINT (a unit that raises rolls back alone, exactly as its own transaction
     would), and commits once. Every caller is answered only after that commit, so a returned
     result is as durable as before; units still run one after another, in arrival order.
+
+    Several service processes on one file (``--workers``) take turns through an exclusive
+    ``flock`` on ``lock_path`` around each transaction. Without it they met in SQLite's busy
+    handler, which polls with sleeps of up to 100 ms: seconds of tail latency under load. A
+    waiter on the lock is woken the moment it is released. Other programs writing the file
+    (migrations, the CLI) do not take it and are still arbitrated by ``busy_timeout``.
     """
 
     #: Units per transaction at most, so one commit never waits on an unbounded batch.
     MAX_BATCH = 128
 
-    def __init__(self, engine: Engine, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, engine: Engine, executor: ThreadPoolExecutor, lock_path: str | None) -> None:
         self._engine = engine
         self._executor = executor
         self._lock = threading.Lock()
         self._pending: list[_Unit] = []
         self._draining = False
+        self._lock_path = lock_path
+        self._lock_fd: int | None = None
 
     async def run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         loop = asyncio.get_running_loop()
@@ -371,10 +385,40 @@ class _GroupCommit:
                     return
             self._commit(batch)
 
+    @contextlib.contextmanager
+    def _processes_take_turns(self) -> Iterator[None]:
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:  # e.g. a read-only directory: the writes will say why
+                logger.debug("no writer lock file %s: %s", self._lock_path, exc)
+                self._lock_path = None
+                yield
+                return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the lock file (after the executor has finished)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def _commit(self, batch: list[_Unit]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._engine.connect() as conn, _invalidating(conn), conn.begin():
+            with (
+                self._processes_take_turns(),
+                self._engine.connect() as conn,
+                _invalidating(conn),
+                conn.begin(),
+            ):
                 # Plain SAVEPOINT statements on the driver: SQLAlchemy's begin_nested() cost
                 # as much as the unit itself. Units leave their own savepoints closed.
                 grouped = len(batch) > 1
@@ -439,6 +483,14 @@ def _in_transaction(
 ) -> T:
     with engine.connect() as conn, _invalidating(conn), conn.begin():
         return fn(conn, *args, **kwargs)
+
+
+def _writer_lock_path(url: URL) -> str | None:
+    """``<database file>-writer.lock`` beside a SQLite file; None for an in-memory database."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return f"{database}-writer.lock"
 
 
 def _ping(conn: Connection) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
+import os
 import threading
 from decimal import Decimal
 
@@ -102,3 +104,25 @@ async def test_quick_reads_run_on_the_loop_thread_on_sqlite(settings: Settings) 
         assert quick == loop_thread and threaded != loop_thread
     else:  # asyncpg runs every unit on the loop
         assert quick == threaded == loop_thread
+
+
+async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
+    settings: Settings, database_url: str
+) -> None:
+    """A write waits while another process holds ``<file>-writer.lock``, then goes through."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the writer lock file is SQLite's")
+    db = Database(settings)
+    lock_path = f"{db.url.database}-writer.lock"
+    held = os.open(lock_path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another worker process would, mid-transaction
+        write = asyncio.create_task(db.write(_add_load, "LOCKED"))
+        await asyncio.sleep(0.3)
+        assert not write.done()
+        fcntl.flock(held, fcntl.LOCK_UN)
+        assert await asyncio.wait_for(write, 5) == "LOCKED"
+        assert await db.read(_load_ids) == ["LOCKED"]
+    finally:
+        os.close(held)
+        await db.dispose()
