@@ -209,7 +209,9 @@ class Database:
                 normalize_url(settings.database_url, asynchronous=True),
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_pool_size,
-                pool_pre_ping=True,
+                # No ping per checkout; a dead connection is noticed by its first statement
+                # (a read is then run again, see _run; a write answers 503 to be retried).
+                pool_pre_ping=False,
                 pool_recycle=1800,
                 # A row lock held elsewhere fails the statement after this long (then retried).
                 connect_args={"server_settings": {"lock_timeout": str(settings.lock_timeout_ms)}},
@@ -262,6 +264,11 @@ class Database:
             try:
                 return await self._attempt(fn, args, kwargs, write=write)
             except DBAPIError as exc:
+                if exc.connection_invalidated and not write and attempt == 0:
+                    # A pooled connection that died while idle (the server restarted): the
+                    # pool is not pinged before each checkout (that cost three round trips
+                    # per request). SQLAlchemy has invalidated the pool; read again at once.
+                    continue
                 if _is_retryable(exc) and attempt < retries:
                     # Nothing was committed: the attempt rolled back as a whole. Back off with
                     # jitter so the competing transactions do not collide again in step.

@@ -49,9 +49,9 @@ rows = st.builds(
     notes=st.one_of(st.none(), st.text(max_size=40)),
     timestamp=st.one_of(
         st.none(),
-        st.datetimes(
-            min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1)
-        ).map(lambda d: d.replace(tzinfo=dt.UTC)),
+        st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1)).map(
+            lambda d: d.replace(tzinfo=dt.UTC)
+        ),
     ),
 )
 #: What Litestar uses to encode a handler's return value when the pydantic plugin is on.
