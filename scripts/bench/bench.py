@@ -66,7 +66,8 @@ def machine_info(pg_url: str | None, wrk: str) -> dict[str, Any]:
     info["commit"] = git.stdout.strip()
     if pg_url:
         info["postgresql"] = dataset.run_on(
-            dataset.admin_url(pg_url), lambda c: c.exec_driver_sql("SHOW server_version").scalar_one()
+            dataset.admin_url(pg_url),
+            lambda c: c.exec_driver_sql("SHOW server_version").scalar_one(),
         )
     return info
 
@@ -213,7 +214,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per scenario (median reported)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
-    p.add_argument("--workers", type=int, default=1, help="server worker processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="server worker processes (default: one per CPU, as in production)",
+    )
     p.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra server setting"
     )
