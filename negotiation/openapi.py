@@ -19,6 +19,8 @@ from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 from pydantic import BaseModel
 
+from negotiation.auth import ApiKeyMiddleware
+
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
 
@@ -77,7 +79,7 @@ OPERATION_ERRORS: dict[str, set[int]] = {
 def _codes(handler: HTTPRouteHandler, path: str) -> set[int]:
     operation_id = handler.operation_id if isinstance(handler.operation_id, str) else ""
     codes = {503} | OPERATION_ERRORS.get(operation_id, set())
-    if handler.resolve_guards():
+    if ApiKeyMiddleware in handler.resolve_middleware():
         codes |= {401, 422}  # every API operation takes parameters or a body to validate
     if "data" in handler.parsed_fn_signature.parameters:
         codes |= {400, 413, 415, 422}

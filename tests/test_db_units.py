@@ -9,6 +9,7 @@ import fcntl
 import os
 import threading
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, func, insert, select
@@ -17,6 +18,7 @@ from negotiation.db import Database, quick_read
 from negotiation.errors import ApiError
 from negotiation.queries import loads
 from negotiation.settings import Settings
+from tests import dbutil
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -107,13 +109,12 @@ async def test_quick_reads_run_on_the_loop_thread_on_sqlite(settings: Settings) 
 
 
 async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
-    settings: Settings, database_url: str
+    sqlite_template: Path, tmp_path: Path
 ) -> None:
     """A write waits while another process holds ``<file>-writer.lock``, then goes through."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the writer lock file is SQLite's")
-    db = Database(settings)
-    lock_path = f"{db.url.database}-writer.lock"
+    url = dbutil.copy_sqlite(sqlite_template, tmp_path / "loads.db")
+    db = Database(Settings(database_url=url))
+    lock_path = f"{tmp_path / 'loads.db'}-writer.lock"
     held = os.open(lock_path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(held, fcntl.LOCK_EX)  # as another worker process would, mid-transaction

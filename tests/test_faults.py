@@ -282,19 +282,21 @@ async def test_disconnects_at_any_moment_leave_whole_rounds_or_none(
 
 @pytest.mark.postgres
 async def test_pooled_connections_killed_while_idle_cost_no_read_and_recover(
-    client: Client, database_url: str
+    postgres_database: str,
 ) -> None:
     """Connections are not pinged at checkout: a read on a dead one runs again on a new one."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("server-side connection kill is PostgreSQL's")
-    call_id = await seed(client)  # leaves pooled connections behind
-    [(killed,)] = await dbutil.execute(
-        database_url,
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    assert killed >= 1
-    got = await client.get(f"/api/calls/{call_id}/negotiations")
-    assert got.status_code == 200, got.text
-    assert len(got.json()) == 1
-    await assert_recovered(client, call_id, round_number=2)
+    await asyncio.to_thread(dbutil.truncate_postgres, postgres_database)
+    app = create_app(Settings(database_url=postgres_database, api_keys=(API_KEY,)))
+    async with AsyncTestClient(app) as client:
+        client.headers["X-API-Key"] = API_KEY
+        call_id = await seed(client)  # leaves pooled connections behind
+        [(killed,)] = await dbutil.execute(
+            postgres_database,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        assert killed >= 1
+        got = await client.get(f"/api/calls/{call_id}/negotiations")
+        assert got.status_code == 200, got.text
+        assert len(got.json()) == 1
+        await assert_recovered(client, call_id, round_number=2)
