@@ -9,8 +9,9 @@ Every query and write in the service is a plain function over a synchronous SQLA
   7x slower here). All writes of a process go through one writer connection, one at a time, and
   open with ``BEGIN IMMEDIATE`` so that read-then-write sequences are atomic across processes too.
   Writes that queue up while one commits are committed together (group commit, see
-  :class:`_GroupCommit`): one fsync for many units instead of one each. Reads marked
-  :func:`quick_read` run on the event loop's own thread instead (no hop at all).
+  :class:`_GroupCommit`): one fsync for many units instead of one each; worker processes take
+  turns on a lock file. Reads marked :func:`quick_read` run on the event loop's own thread
+  instead (no hop at all), on one connection, without a transaction.
 
 Failures are retried or classified here, once for every unit of work (see docs/RELIABILITY.md):
 a lock held too long (SQLite ``database is locked``, PostgreSQL ``lock_timeout``), a serialization
@@ -55,8 +56,8 @@ _QUICK = "_negotiation_quick_read"
 def quick_read(fn: F) -> F:
     """Mark a read unit as a few index lookups returning at most one page of rows.
 
-    On SQLite such a unit runs on the event loop's thread; on PostgreSQL, without BEGIN and
-    COMMIT around it. Handing it to a worker thread cost
+    It runs without BEGIN and COMMIT around it (each statement sees the data committed when it
+    starts), and on SQLite on the event loop's thread. Handing it to a worker thread cost
     more than running it: under load the hop and the GIL hand-offs between ten reader threads
     and the loop doubled the CPU time of a session read. A reader in WAL mode never waits for
     writers, so the loop is held only for the unit's own work, most of which holds the GIL
