@@ -46,3 +46,17 @@ def test_every_scenario_reports_figures_and_no_errors(tmp_path: Path) -> None:
     assert sqlite["checks"]["duplicated_round_numbers"] == 0
     assert sqlite["checks"]["rounds_past_limit"] == 0
     assert "record" in result.stdout and "req/s" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["session", "call", "record"])
+def test_inprocess_driver_reports_cpu_per_request(tmp_path: Path, scenario: str) -> None:
+    command = [sys.executable, "-m", "scripts.bench.inprocess", "--scenario", scenario]
+    command += ["--requests", "30", "--runs", "2", "--rounds", "600"]
+    command += ["--db-url", f"sqlite:///{tmp_path / 'inprocess.db'}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    success = 201 if scenario == "record" else 200
+    assert result.stdout.count(f"statuses {{{success}: 30}}") == 2, result.stdout
+    median = result.stdout.splitlines()[-1]
+    assert median.startswith(f"{scenario}: median ") and float(median.split()[2]) > 0, median

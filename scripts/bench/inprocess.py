@@ -1,0 +1,200 @@
+"""CPU time per request of the application itself: the ASGI app driven in-process, no network.
+
+The HTTP benchmark (bench.py) measures the service as users run it; this isolates the
+application's own cost (Litestar, the service, SQLAlchemy, the driver) from the server's and
+wrk's, one request at a time, so a change to the request path shows up in the figure even on a
+noisy machine. With ``--profile`` (pyinstrument, not a dependency: ``.venv/bin/pip install
+pyinstrument``) it prints where that time goes.
+
+    .venv/bin/python -m scripts.bench.inprocess --scenario session --requests 3000 --runs 3
+    .venv/bin/python -m scripts.bench.inprocess --scenario record --db-url postgresql://...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from scripts.bench import dataset
+
+RESULTS = dataset.ROOT / "bench-results"
+API_KEY = "inprocess-" + "k" * 32
+Request = tuple[str, str, bytes, bytes]  # method, path, query string, body
+
+
+def _scope(method: str, path: str, query: bytes, body: bytes) -> dict[str, Any]:
+    headers = [(b"host", b"127.0.0.1"), (b"x-api-key", API_KEY.encode())]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+class Driver:
+    """Calls an ASGI app directly, as a server would for one request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, request: Request) -> tuple[int, bytes]:
+        method, path, query, body = request
+        sent: list[dict[str, Any]] = []
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # the client never disconnects
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await self.app(_scope(method, path, query, body), receive, send)
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    async def startup(self) -> None:
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._life = asyncio.create_task(self.app(scope, self._events.get, self._answers.put))
+        await self._lifespan("startup")
+
+    async def shutdown(self) -> None:
+        await self._lifespan("shutdown")
+        await self._life
+
+    async def _lifespan(self, event: str) -> None:
+        await self._events.put({"type": f"lifespan.{event}"})
+        answer = await self._answers.get()
+        if answer["type"] != f"lifespan.{event}.complete":
+            raise RuntimeError(f"lifespan {event}: {answer}")
+
+
+async def _requests(scenario: str, data: dataset.Dataset, count: int) -> Callable[[int], Request]:
+    if scenario == "session":
+        return lambda i: (
+            "GET",
+            f"/api/negotiations/session/{dataset.session_name(i % data.sessions)}",
+            b"",
+            b"",
+        )
+    if scenario == "call":
+        return lambda i: (
+            "GET",
+            f"/api/calls/{i % data.calls + 1}/negotiations",
+            f"session_id={dataset.session_name((i % data.calls) // 2)}".encode(),
+            b"",
+        )
+    first = await asyncio.to_thread(dataset.add_fresh_calls, data.url, count // 3 + 1)
+
+    def record(i: int) -> Request:
+        call = first + i // 3
+        body = {"carrier_offer": 2500 - 100 * (i % 3), "session_id": f"inproc-{call}"}
+        return ("POST", f"/api/calls/{call}/negotiate", b"", json.dumps(body).encode())
+
+    return record
+
+
+async def _measure(
+    drive: Callable[[Request], Awaitable[tuple[int, bytes]]],
+    make: Callable[[int], Request],
+    start: int,
+    count: int,
+) -> tuple[float, float, dict[int, int]]:
+    statuses: dict[int, int] = {}
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(start, start + count):
+        status, _ = await drive(make(i))
+        statuses[status] = statuses.get(status, 0) + 1
+    return (time.process_time() - cpu) / count, (time.perf_counter() - wall) / count, statuses
+
+
+async def run(args: argparse.Namespace, app: Any, data: dataset.Dataset, log: Any) -> int:
+    """Warm up, then ``--runs`` runs of ``--requests`` requests; 1 if any was refused."""
+    driver = Driver(app)
+    await driver.startup()
+    for handler in logging.getLogger().handlers:  # the access log is written, as in production
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(log)
+    total = args.requests * (args.runs + 1)
+    make = await _requests(args.scenario, data, total)
+    await _measure(driver, make, 0, args.requests)  # warm-up
+    cpu_ms = []
+    for n in range(1, args.runs + 1):
+        if args.profile and n == args.runs:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0001, async_mode="disabled")
+            profiler.start()
+        cpu, wall, statuses = await _measure(driver, make, n * args.requests, args.requests)
+        cpu_ms.append(cpu * 1000)
+        print(
+            f"{args.scenario} run {n}: {cpu * 1000:.3f} ms CPU/request "
+            f"({wall * 1000:.3f} ms wall), statuses {statuses}",
+            flush=True,
+        )
+        if any(s >= 400 for s in statuses):
+            return 1
+    if args.profile:
+        profiler.stop()
+        print(profiler.output_text(unicode=False, color=False))
+    print(f"{args.scenario}: median {statistics.median(cpu_ms):.3f} ms CPU/request")
+    await driver.shutdown()
+    return 0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scenario", choices=["session", "call", "record"], default="session")
+    p.add_argument("--requests", type=int, default=3000, help="requests per run")
+    p.add_argument("--runs", type=int, default=3, help="measured runs (median reported)")
+    p.add_argument("--rounds", type=int, default=30_000, help="rounds to seed")
+    p.add_argument(
+        "--db-url",
+        default=f"sqlite:///{RESULTS / 'db' / 'inprocess.db'}",
+        help="database to create, migrate and seed (dropped first)",
+    )
+    p.add_argument("--profile", action="store_true", help="pyinstrument over the last run")
+    args = p.parse_args()
+    os.environ.update(
+        NEGOTIATION_ENV="production",
+        NEGOTIATION_API_KEYS=API_KEY,
+        NEGOTIATION_DATABASE_URL=args.db_url,
+    )
+    import uvloop
+
+    from negotiation.app import create_app  # after the environment is set
+
+    dataset.create_database(args.db_url)
+    dataset.migrate(args.db_url)
+    data = dataset.seed(args.db_url, args.rounds)
+    with open(os.devnull, "w") as log:
+        sys.exit(uvloop.run(run(args, create_app(), data, log)))
+
+
+if __name__ == "__main__":
+    main()
