@@ -72,9 +72,12 @@ def call_by_id(conn: Connection, call_id: int) -> Row[Any] | None:
     return conn.execute(select(calls).where(calls.c.id == call_id)).first()
 
 
+_CALL_EXISTS = HotStatement(select(calls.c.id).where(calls.c.id == bindparam("b_call_id")))
+
+
 @quick_read
 def call_exists(conn: Connection, call_id: int) -> bool:
-    return conn.execute(select(calls.c.id).where(calls.c.id == call_id)).first() is not None
+    return _CALL_EXISTS.first(conn, {"b_call_id": call_id}) is not None
 
 
 @quick_read
