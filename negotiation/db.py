@@ -268,11 +268,14 @@ class Database:
             try:
                 return await self._attempt(fn, args, kwargs, write=write)
             except DBAPIError as exc:
-                if exc.connection_invalidated and not write and attempt == 0:
-                    # A pooled connection that died while idle (the server restarted): the
-                    # pool is not pinged before each checkout (that cost three round trips
-                    # per request). SQLAlchemy has invalidated the pool; read again at once.
-                    continue
+                if exc.connection_invalidated and self._async_engine is not None:
+                    # A pooled connection died while idle (the server restarted, or cut it):
+                    # connections are not pinged before each checkout, which cost three round
+                    # trips per request. The other idle ones are suspect too: replace the pool.
+                    # A read runs again at once; a write answers 503, to be retried.
+                    await self._async_engine.dispose()
+                    if not write and attempt == 0:
+                        continue
                 if _is_retryable(exc) and attempt < retries:
                     # Nothing was committed: the attempt rolled back as a whole. Back off with
                     # jitter so the competing transactions do not collide again in step.

@@ -289,14 +289,25 @@ async def test_pooled_connections_killed_while_idle_cost_no_read_and_recover(
     app = create_app(Settings(database_url=postgres_database, api_keys=(API_KEY,)))
     async with AsyncTestClient(app) as client:
         client.headers["X-API-Key"] = API_KEY
-        call_id = await seed(client)  # leaves pooled connections behind
-        [(killed,)] = await dbutil.execute(
-            postgres_database,
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        assert killed >= 1
+
+        async def kill_backends() -> None:
+            [(killed,)] = await dbutil.execute(
+                postgres_database,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            assert killed >= 1
+
+        call_id = await seed(client)  # leaves a pooled connection behind
+        await kill_backends()
         got = await client.get(f"/api/calls/{call_id}/negotiations")
         assert got.status_code == 200, got.text
         assert len(got.json()) == 1
         await assert_recovered(client, call_id, round_number=2)
+        # A write is not run again (it might have reached the database): 503, then the pool
+        # has been replaced and the retry goes through, recorded once.
+        await kill_backends()
+        offer = await client.post(f"/api/calls/{call_id}/negotiate", json={"carrier_offer": 2400})
+        assert offer.status_code == 503, offer.text
+        assert offer.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+        await assert_recovered(client, call_id, round_number=3)
