@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
@@ -89,9 +90,15 @@ def create_app(
                 "accepted. Set keys before exposing this service."
             )
         app.state.db = Database(settings)
+        # Everything built so far lives as long as the process. Frozen, the cyclic collector
+        # no longer walks it: a full collection took 60-100 ms (every few seconds under load,
+        # as objects of requests in flight get promoted) and set the p99 of every request.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await app.state.db.dispose()
 
     policy = PolicySettings.from_settings(settings)
