@@ -139,6 +139,29 @@ def rounds_by_session(
     return _shaped_page(conn, ("session",), after_id, limit, b_session_id=session_id)
 
 
+#: The general query's filters: (keyword, condition on a bound parameter of that name).
+_FILTERS: dict[str, ColumnElement[bool]] = {
+    "call_id": rounds.c.call_id == bindparam("call_id"),
+    "session_id": rounds.c.session_id == bindparam("session_id"),
+    "decision": rounds.c.decision == bindparam("decision"),
+    "since": rounds.c.timestamp >= bindparam("since", type_=rounds.c.timestamp.type),
+    "until": rounds.c.timestamp < bindparam("until", type_=rounds.c.timestamp.type),
+    "after_id": rounds.c.id > bindparam("after_id"),
+}
+
+
+@functools.cache
+def _filtered_page(present: tuple[str, ...]) -> HotStatement:
+    """The general query for one combination of filters, built once (at most 64 shapes)."""
+    conditions = [_FILTERS[name] for name in present]
+    return HotStatement(
+        select(rounds)
+        .where(and_(True, *conditions))
+        .order_by(rounds.c.id)
+        .limit(bindparam("b_limit"))
+    )
+
+
 def rounds_filtered(
     conn: Connection,
     *,
@@ -149,26 +172,18 @@ def rounds_filtered(
     until: dt.datetime | None,
     after_id: int | None,
     limit: int,
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     """The general round query: any combination of call, session, decision and time range."""
-    conditions: list[ColumnElement[bool]] = []
-    if call_id is not None:
-        conditions.append(rounds.c.call_id == call_id)
-    if session_id is not None:
-        conditions.append(rounds.c.session_id == session_id)
-    if decision is not None:
-        conditions.append(rounds.c.decision == decision)
-    if since is not None:
-        conditions.append(rounds.c.timestamp >= since)
-    if until is not None:
-        conditions.append(rounds.c.timestamp < until)
-    return _page(conn, select(rounds).where(and_(True, *conditions)), after_id, limit)
-
-
-def _page(conn: Connection, query: Any, after_id: int | None, limit: int) -> Sequence[Row[Any]]:
-    if after_id is not None:
-        query = query.where(rounds.c.id > after_id)
-    return conn.execute(query.order_by(rounds.c.id).limit(limit + 1)).all()
+    params = {
+        "call_id": call_id,
+        "session_id": session_id,
+        "decision": decision,
+        "since": since,
+        "until": until,
+        "after_id": after_id,
+    }
+    present = tuple(name for name, value in params.items() if value is not None)
+    return _filtered_page(present).all(conn, {**params, "b_limit": limit + 1})
 
 
 @quick_read

@@ -41,7 +41,11 @@ def running_server(
 
     Output goes to ``log`` (default: discarded, which also keeps the server off regular files).
     """
-    port = free_port(8300, 8399)
+    # Each xdist worker its own slice of the range: two workers that probed the same free port
+    # at once started two servers on it, and the loser's requests reached the winner.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    first = 8300 + (worker % 10) * 10
+    port = free_port(first, first + 9)
     process = subprocess.Popen(
         [CLI, "serve", "--port", str(port)],
         env=server_env(**settings),

@@ -16,7 +16,7 @@ from litestar.plugins.pydantic import PydanticInitPlugin
 from litestar.serialization import encode_json, get_serializer
 
 from negotiation.idempotency import encode
-from negotiation.schemas import RoundRead, round_fields, round_json
+from negotiation.schemas import Page, RoundRead, round_fields, round_json
 
 
 class Row(NamedTuple):
@@ -65,6 +65,15 @@ def test_round_fields_encode_as_the_model_does(row: Row, max_rounds: int) -> Non
     assert as_listed == encode_json([model], SERIALIZER)
     # The record path stores and sends encode(dict); a replay must equal the model's JSON too.
     assert encode(round_json(row, max_rounds)) == encode(model)
+
+
+@given(page=st.lists(rows, max_size=4), cursor=st.one_of(st.none(), st.text(max_size=20)))
+def test_a_page_of_round_json_encodes_as_the_page_model(
+    page: list[Row], cursor: str | None
+) -> None:
+    as_sent = {"items": [round_json(r, 3) for r in page], "next_cursor": cursor}
+    model = Page[RoundRead](items=[RoundRead.from_row(r, 3) for r in page], next_cursor=cursor)
+    assert encode_json(as_sent, SERIALIZER) == encode_json(model, SERIALIZER)
 
 
 def test_flags_follow_the_decision() -> None:
