@@ -133,19 +133,9 @@ _LAST_ROUND = {
     )
     for in_session in (True, False)
 }
+#: Every column but the id, which the database assigns.
 _INSERT_ROUND = HotStatement(
-    insert(rounds).returning(*rounds.c),
-    column_keys=[
-        "call_id",
-        "session_id",
-        "round_number",
-        "carrier_offer",
-        "decision",
-        "counter_offer",
-        "system_response",
-        "notes",
-        "timestamp",
-    ],
+    insert(rounds).returning(*rounds.c), column_keys=[c.key for c in rounds.c if not c.primary_key]
 )
 _COUNT_ROUND = (
     update(calls)
