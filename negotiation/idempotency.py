@@ -144,13 +144,14 @@ async def respond_once(
     unit: Callable[[Connection], T],
     render: Callable[[T], BaseModel | dict[str, Any]],
     *,
-    fingerprint: Any,
+    fingerprint: Callable[[], Any],
     status: int = 201,
 ) -> Response[Any]:
     """Run the write ``unit`` and answer ``render(result)``; once per ``Idempotency-Key``.
 
-    Without a key this is a plain write. ``fingerprint`` is the validated request body (plus
-    anything else that changes the outcome): a reuse of the key with another one is 422.
+    Without a key this is a plain write. ``fingerprint()`` gives the validated request body
+    (plus anything else that changes the outcome), only called when there is a key: a reuse
+    of the key with another one is 422.
     """
     if key is None:
         return Outcome(status, encode(render(await db.write(unit)))).response()
@@ -167,7 +168,7 @@ async def respond_once(
         key=key,
         method=request.method,
         path=request.url.path[:512],
-        request_hash=request_hash(request.method, request.url.path, fingerprint),
+        request_hash=request_hash(request.method, request.url.path, fingerprint()),
         at=now,
     )
     replay = await _claim(db, claim, cfg)

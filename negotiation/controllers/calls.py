@@ -99,7 +99,7 @@ class CallController(Controller):
             idempotency_key,
             unit,
             lambda row: round_json(row, ctx.policy.max_rounds),
-            fingerprint=[data.model_dump(mode="json", exclude={"call_id"}), session_id],
+            fingerprint=lambda: [data.model_dump(mode="json", exclude={"call_id"}), session_id],
         )
 
     @get(

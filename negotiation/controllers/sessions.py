@@ -68,7 +68,7 @@ class SessionController(Controller):
             idempotency_key,
             unit,
             render,
-            fingerprint=data.model_dump(mode="json"),
+            fingerprint=lambda: data.model_dump(mode="json"),
         )
 
     @get("/{session_id:str}", operation_id="getSession", summary="A session with its statistics")
