@@ -91,58 +91,12 @@ def last_decision_by_call(conn: Connection, call_id: int) -> str | None:
     ).scalar()
 
 
-_BY: dict[str, ColumnElement[bool]] = {
-    "call": rounds.c.call_id == bindparam("b_call_id"),
-    "session": rounds.c.session_id == bindparam("b_session_id"),
-    "no_session": session_match(None),
-}
-
-
-@functools.cache
-def _rounds_page(by: tuple[str, ...], after: bool) -> HotStatement:
-    """A page of rounds filtered by bound parameters, oldest first, built once per shape.
-
-    These run on every listing request: a hot statement (see negotiation.statements).
-    """
-    conditions = [_BY[name] for name in by]
-    if after:
-        conditions.append(rounds.c.id > bindparam("b_after_id"))
-    return HotStatement(
-        select(rounds).where(*conditions).order_by(rounds.c.id).limit(bindparam("b_limit"))
-    )
-
-
-def _shaped_page(
-    conn: Connection, by: tuple[str, ...], after_id: int | None, limit: int, **params: Any
-) -> Sequence[Any]:
-    query = _rounds_page(by, after_id is not None)
-    return query.all(conn, {**params, "b_after_id": after_id, "b_limit": limit + 1})
-
-
-@quick_read
-def rounds_by_call(
-    conn: Connection, call_id: int, session_id: Any, *, after_id: int | None, limit: int
-) -> Sequence[Row[Any]]:
-    """Rounds of a call, oldest first; ``session_id`` narrows to one negotiation of the call."""
-    if session_id is ANY_SESSION:
-        by: tuple[str, ...] = ("call",)
-    else:
-        by = ("call", "no_session" if session_id is None else "session")
-    return _shaped_page(conn, by, after_id, limit, b_call_id=call_id, b_session_id=session_id)
-
-
-@quick_read
-def rounds_by_session(
-    conn: Connection, session_id: str, *, after_id: int | None, limit: int
-) -> Sequence[Row[Any]]:
-    """Rounds of a session across all its calls, oldest first."""
-    return _shaped_page(conn, ("session",), after_id, limit, b_session_id=session_id)
-
-
-#: The general query's filters: (keyword, condition on a bound parameter of that name).
+#: Conditions of the round listings and the general query, each on a bound parameter named as
+#: its key (``no_session``: a call's default negotiation, which has no session id).
 _FILTERS: dict[str, ColumnElement[bool]] = {
     "call_id": rounds.c.call_id == bindparam("call_id"),
     "session_id": rounds.c.session_id == bindparam("session_id"),
+    "no_session": session_match(None),
     "decision": rounds.c.decision == bindparam("decision"),
     "since": rounds.c.timestamp >= bindparam("since", type_=rounds.c.timestamp.type),
     "until": rounds.c.timestamp < bindparam("until", type_=rounds.c.timestamp.type),
@@ -151,15 +105,40 @@ _FILTERS: dict[str, ColumnElement[bool]] = {
 
 
 @functools.cache
-def _filtered_page(present: tuple[str, ...]) -> HotStatement:
-    """The general query for one combination of filters, built once (at most 64 shapes)."""
+def _rounds_page(present: tuple[str, ...]) -> HotStatement:
+    """A page of rounds under the ``present`` filters, oldest first, built once per shape.
+
+    These run on every listing and query request: hot statements (negotiation.statements).
+    """
     conditions = [_FILTERS[name] for name in present]
-    return HotStatement(
-        select(rounds)
-        .where(and_(True, *conditions))
-        .order_by(rounds.c.id)
-        .limit(bindparam("b_limit"))
-    )
+    query = select(rounds).where(and_(True, *conditions)).order_by(rounds.c.id)
+    return HotStatement(query.limit(bindparam("b_limit")))
+
+
+def _page(conn: Connection, limit: int, **filters: Any) -> Sequence[Any]:
+    """``limit + 1`` rounds matching the filters given (None: not filtered on)."""
+    present = tuple(name for name, value in filters.items() if value is not None)
+    return _rounds_page(present).all(conn, {**filters, "b_limit": limit + 1})
+
+
+@quick_read
+def rounds_by_call(
+    conn: Connection, call_id: int, session_id: Any, *, after_id: int | None, limit: int
+) -> Sequence[Any]:
+    """Rounds of a call, oldest first; ``session_id`` narrows to one negotiation of the call."""
+    if session_id is ANY_SESSION:
+        return _page(conn, limit, call_id=call_id, after_id=after_id)
+    if session_id is None:
+        return _page(conn, limit, call_id=call_id, no_session=True, after_id=after_id)
+    return _page(conn, limit, call_id=call_id, session_id=session_id, after_id=after_id)
+
+
+@quick_read
+def rounds_by_session(
+    conn: Connection, session_id: str, *, after_id: int | None, limit: int
+) -> Sequence[Any]:
+    """Rounds of a session across all its calls, oldest first."""
+    return _page(conn, limit, session_id=session_id, after_id=after_id)
 
 
 def rounds_filtered(
@@ -174,16 +153,16 @@ def rounds_filtered(
     limit: int,
 ) -> Sequence[Any]:
     """The general round query: any combination of call, session, decision and time range."""
-    params = {
-        "call_id": call_id,
-        "session_id": session_id,
-        "decision": decision,
-        "since": since,
-        "until": until,
-        "after_id": after_id,
-    }
-    present = tuple(name for name, value in params.items() if value is not None)
-    return _filtered_page(present).all(conn, {**params, "b_limit": limit + 1})
+    return _page(
+        conn,
+        limit,
+        call_id=call_id,
+        session_id=session_id,
+        decision=decision,
+        since=since,
+        until=until,
+        after_id=after_id,
+    )
 
 
 @quick_read
