@@ -132,9 +132,7 @@ def create_app(
         state=State(
             {
                 "settings": settings,
-                "policy_settings": policy,
                 "idempotency": IdempotencySettings.from_settings(settings),
-                "clock": clock,
             }
         ),
         dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},

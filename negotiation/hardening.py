@@ -28,10 +28,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 _FIXED = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
-_FIXED_NAMES = frozenset(name for name, _ in _FIXED)
 _CSP = b"content-security-policy"
-_CACHE_CONTROL = b"cache-control"
-_NO_STORE = b"no-store"
+#: Set unless the response has its own: the CSP, and on the API no caching.
+_PAGE_DEFAULTS = [(_CSP, CONTENT_SECURITY_POLICY.encode())]
+_DOCS_DEFAULTS = [(_CSP, DOCS_CONTENT_SECURITY_POLICY.encode())]
+_API_DEFAULTS = [*_PAGE_DEFAULTS, (b"cache-control", b"no-store")]
 
 
 Header = tuple[bytes, bytes]
@@ -68,10 +69,10 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        policy = DOCS_CONTENT_SECURITY_POLICY if _is_docs(path) else CONTENT_SECURITY_POLICY
-        defaults = [(_CSP, policy.encode())]
         if path.startswith("/api/"):
-            defaults.append((_CACHE_CONTROL, _NO_STORE))
+            defaults = _API_DEFAULTS
+        else:
+            defaults = _DOCS_DEFAULTS if _is_docs(path) else _PAGE_DEFAULTS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
