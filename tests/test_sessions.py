@@ -25,7 +25,7 @@ from negotiation.app import create_app
 from negotiation.db import normalize_url
 from negotiation.queries import sessions
 from negotiation.settings import Settings
-from tests.conftest import API_KEY, LOAD
+from tests.conftest import API_KEY, LOAD, Clock
 from tests.helpers import concurrent_client
 
 Client = AsyncTestClient[Litestar]
@@ -34,19 +34,6 @@ MakeCall = Callable[..., Awaitable[dict[str, Any]]]
 START = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 GENERATED = re.compile(r"sess_(\d{14})_[0-9a-f]{16,}")
 INVALID_IDS = ["a b", "x" * 129, "../x", ""]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture
