@@ -43,14 +43,18 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+# SQLAlchemy's bridge from asyncio to synchronous code, as AsyncConnection.run_sync uses it.
+from sqlalchemy.util.concurrency import greenlet_spawn
+
 from negotiation.settings import Settings
-from negotiation.statements import driver_execute
+from negotiation.statements import DriverConnection, driver_execute
 
 P = ParamSpec("P")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _QUICK = "_negotiation_quick_read"
+_HOT = "_negotiation_hot_unit"
 
 
 def quick_read(fn: F) -> F:
@@ -66,6 +70,27 @@ def quick_read(fn: F) -> F:
     """
     setattr(fn, _QUICK, True)
     return fn
+
+
+def hot_unit(fn: F) -> F:
+    """Mark a unit of work whose statements are all :class:`~negotiation.statements.HotStatement`.
+
+    On PostgreSQL it runs on a :class:`~negotiation.statements.DriverConnection` (a pooled
+    asyncpg connection with no SQLAlchemy ``Connection`` around it): the round paths, where
+    the asyncio ``Connection``'s own work cost more than the statements. It is then handed no
+    ``Connection`` to call ``execute`` on, so a statement that is not hot fails at once, in the
+    PostgreSQL tests, rather than running outside the unit's transaction. A read runs without
+    a transaction there, as a :func:`quick_read` does (it streams nothing). SQLite runs it as
+    any other unit.
+    """
+    setattr(fn, _HOT, True)
+    return fn
+
+
+def _marked(fn: Callable[..., Any], mark: str) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return bool(getattr(fn, mark, False))
 
 
 logger = logging.getLogger("negotiation.db")
@@ -297,6 +322,8 @@ class Database:
         self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *, write: bool
     ) -> T:
         if self._async_engine is not None:
+            if _marked(fn, _HOT):
+                return await greenlet_spawn(self._on_driver, fn, args, kwargs, not write)
             if not write and getattr(fn, _QUICK, False):
                 async with self._pg_reader.connect() as conn:
                     return await conn.run_sync(fn, *args, **kwargs)
@@ -310,6 +337,28 @@ class Database:
         loop = asyncio.get_running_loop()
         call = functools.partial(_in_transaction, self._reader, fn, args, kwargs)
         return await loop.run_in_executor(self._read_executor, call)
+
+    def _on_driver(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], autocommit: bool
+    ) -> T:
+        # In a greenlet (greenlet_spawn), as AsyncConnection.run_sync runs a unit: the asyncpg
+        # adapter awaits the driver from this synchronous code.
+        assert self._async_engine is not None
+        engine = self._async_engine.sync_engine
+        fairy = engine.raw_connection()
+        adapted = fairy.dbapi_connection
+        try:
+            # Autocommit: no BEGIN; otherwise the first statement begins the transaction.
+            adapted.autocommit = autocommit  # type: ignore[union-attr]
+            conn = DriverConnection(fairy, engine)
+            result = fn(conn, *args, **kwargs)
+            if not autocommit:
+                conn.commit()
+            return result
+        finally:
+            if fairy.is_valid:
+                adapted.autocommit = False  # type: ignore[union-attr]
+            fairy.close()  # back to the pool, which rolls back a transaction left open
 
     def _quick_read(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         # One connection for every quick read: they run on the event loop's thread, one at a

@@ -18,7 +18,7 @@ from sqlalchemy import (
     select,
 )
 
-from negotiation.db import quick_read
+from negotiation.db import hot_unit, quick_read
 from negotiation.models import Call, Load, NegotiationRound, NegotiationSession
 from negotiation.statements import HotStatement
 
@@ -75,6 +75,7 @@ def call_by_id(conn: Connection, call_id: int) -> Row[Any] | None:
 _CALL_EXISTS = HotStatement(select(calls.c.id).where(calls.c.id == bindparam("b_call_id")))
 
 
+@hot_unit
 @quick_read
 def call_exists(conn: Connection, call_id: int) -> bool:
     return _CALL_EXISTS.first(conn, {"b_call_id": call_id}) is not None
@@ -121,6 +122,7 @@ def _page(conn: Connection, limit: int, **filters: Any) -> Sequence[Any]:
     return _rounds_page(present).all(conn, {**filters, "b_limit": limit + 1})
 
 
+@hot_unit
 @quick_read
 def rounds_by_call(
     conn: Connection, call_id: int, session_id: Any, *, after_id: int | None, limit: int
@@ -133,6 +135,7 @@ def rounds_by_call(
     return _page(conn, limit, call_id=call_id, session_id=session_id, after_id=after_id)
 
 
+@hot_unit
 @quick_read
 def rounds_by_session(
     conn: Connection, session_id: str, *, after_id: int | None, limit: int
@@ -141,6 +144,7 @@ def rounds_by_session(
     return _page(conn, limit, session_id=session_id, after_id=after_id)
 
 
+@hot_unit
 def rounds_filtered(
     conn: Connection,
     *,
@@ -170,15 +174,26 @@ def session_by_id(conn: Connection, session_id: str) -> Row[Any] | None:
     return conn.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
 
 
+_SESSION_CREATED = HotStatement(
+    select(sessions.c.session_id).where(sessions.c.session_id == bindparam("b_session_id"))
+)
+_SESSION_USED = HotStatement(
+    select(rounds.c.id).where(rounds.c.session_id == bindparam("b_session_id")).limit(1)
+)
+
+
+def session_used_by_rounds(conn: Connection, session_id: str) -> bool:
+    """True when a round was recorded under ``session_id``."""
+    return _SESSION_USED.first(conn, {"b_session_id": session_id}) is not None
+
+
+@hot_unit
 @quick_read
 def session_known(conn: Connection, session_id: str) -> bool:
     """A session exists when it was created, or when rounds were recorded under its id."""
-    if session_by_id(conn, session_id) is not None:
+    if _SESSION_CREATED.first(conn, {"b_session_id": session_id}) is not None:
         return True
-    return (
-        conn.execute(select(rounds.c.id).where(rounds.c.session_id == session_id).limit(1)).first()
-        is not None
-    )
+    return session_used_by_rounds(conn, session_id)
 
 
 def round_count_by_call(conn: Connection, call_id: int) -> int:

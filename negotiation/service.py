@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from negotiation import policy
+from negotiation.db import hot_unit
 from negotiation.errors import ApiError, not_found
 from negotiation.models import Money
 from negotiation.queries import (
@@ -153,6 +154,7 @@ _CLOSE_CALL = {
 }
 
 
+@hot_unit
 def record_round(
     conn: Connection,
     *,

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from negotiation.errors import INVALID_SESSION_ID_MESSAGE, ApiError, not_found
 from negotiation.ids import generate_session_id, validate_session_id
-from negotiation.queries import calls, rounds, sessions
+from negotiation.queries import calls, rounds, session_used_by_rounds, sessions
 from negotiation.schemas import SessionCreate, SessionStatus
 from negotiation.statements import HotStatement
 
@@ -97,11 +97,6 @@ def _new_session(session_id: str, ttl: int, now: dt.datetime, **extra: Any) -> d
     }
 
 
-def _used_by_rounds(conn: Connection, session_id: str) -> bool:
-    query = select(rounds.c.id).where(rounds.c.session_id == session_id).limit(1)
-    return conn.execute(query).first() is not None
-
-
 #: ``FOR UPDATE`` on PostgreSQL (SQLite has no row locks; its compiler leaves it out).
 _LOCKED_SESSION = HotStatement(
     select(sessions).where(sessions.c.session_id == bindparam("b_session_id")).with_for_update()
@@ -123,7 +118,7 @@ def create_session(
     """Create a session under the caller's id or a generated one; 409 if the id is in use."""
     check_session_id(data.session_id)
     session_id = data.session_id or generate_session_id(now)
-    if data.session_id is not None and _used_by_rounds(conn, session_id):
+    if data.session_id is not None and session_used_by_rounds(conn, session_id):
         raise session_exists_error(session_id)
     values = _new_session(
         session_id,
@@ -148,7 +143,7 @@ def touch_session(
     """
     session = _locked_session(conn, session_id)
     if session is None:
-        if require and not _used_by_rounds(conn, session_id):
+        if require and not session_used_by_rounds(conn, session_id):
             raise not_found("SESSION_NOT_FOUND", "Session", session_id)
         if _insert_if_absent(conn, _new_session(session_id, ttl, now)) is not None:
             return
@@ -303,7 +298,7 @@ def close_session(conn: Connection, session_id: str, *, default_ttl: int, now: d
     )
     if closed.rowcount:
         return
-    if not _used_by_rounds(conn, session_id):
+    if not session_used_by_rounds(conn, session_id):
         raise not_found("SESSION_NOT_FOUND", "Session", session_id)
     # Known only from rounds: give it a row so the closed status sticks.
     _insert_if_absent(conn, _new_session(session_id, default_ttl, now) | {"status": "closed"})

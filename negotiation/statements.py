@@ -12,6 +12,12 @@ Errors are raised as SQLAlchemy's ``DBAPIError`` subclasses, as ``Connection.exe
 them, so :class:`~negotiation.db.Database` retries and classifies them the same way.
 
 Only statements with fixed shapes belong here; everything else uses ``Connection.execute``.
+
+A unit of work made of hot statements only can also run on a :class:`DriverConnection`: a
+DBAPI connection checked out of the engine's pool, with the engine's dialect and events, and no
+``Connection`` around it. On PostgreSQL that is how :class:`~negotiation.db.Database` runs the
+units marked :func:`~negotiation.db.hot_unit`: SQLAlchemy's asyncio ``Connection`` (checkout,
+``run_sync``, transaction bookkeeping) cost more than the statements of a round listing.
 """
 
 from __future__ import annotations
@@ -21,11 +27,44 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.expression import Executable
 
 _Processor = Callable[[Any], Any]
+
+
+class DriverConnection:
+    """A pooled DBAPI connection with its engine's dialect and events: what a unit of hot
+    statements needs of a ``Connection``, without the ``Connection``.
+
+    The caller checks the connection out, ends its transaction (:meth:`commit`, or the pool's
+    rollback when it is returned) and returns it. Anything but a hot statement on it is a
+    mistake: :meth:`execute` says so rather than running it outside SQLAlchemy's execution.
+    """
+
+    __slots__ = ("connection", "dialect", "dispatch")
+
+    def __init__(self, connection: PoolProxiedConnection, engine: Engine) -> None:
+        self.connection = connection
+        self.dialect = engine.dialect
+        #: The engine's ``before_cursor_execute`` listeners see these statements too.
+        self.dispatch = engine.dispatch
+
+    def execute(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError("a hot unit runs HotStatements only (see negotiation.statements)")
+
+    def commit(self) -> None:
+        """Commit the transaction the first statement began, errors raised as by SQLAlchemy."""
+        fairy = self.connection
+        try:
+            fairy.commit()
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise _translated(self, "COMMIT", (), exc, None) from exc
+
+
+Conn = Connection | DriverConnection
 
 
 def _row_class(keys: list[str]) -> Any:
@@ -124,7 +163,7 @@ class HotStatement:
             self._by_dialect[dialect.name] = compiled
         return compiled
 
-    def all(self, conn: Connection, params: Mapping[str, Any] | None = None) -> list[Any]:
+    def all(self, conn: Conn, params: Mapping[str, Any] | None = None) -> list[Any]:
         """Every row, processed; an empty list for a statement that returns none."""
         compiled = self._compiled(conn.dialect)
         fetched = driver_execute(
@@ -145,18 +184,18 @@ class HotStatement:
             rows.append(make(values))
         return rows
 
-    def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any | None:
+    def first(self, conn: Conn, params: Mapping[str, Any] | None = None) -> Any | None:
         """The first row, or None."""
         rows = self.all(conn, params)
         return rows[0] if rows else None
 
-    def run(self, conn: Connection, params: Mapping[str, Any] | None = None) -> None:
+    def run(self, conn: Conn, params: Mapping[str, Any] | None = None) -> None:
         """Execute a statement for its effect."""
         self.all(conn, params)
 
 
 def driver_execute(
-    conn: Connection, sql: str, args: tuple[Any, ...] = (), *, fetch: bool = False
+    conn: Conn, sql: str, args: tuple[Any, ...] = (), *, fetch: bool = False
 ) -> tuple[Sequence[Any], Any] | None:
     """Run ``sql`` on the connection's DBAPI cursor; with ``fetch``, its rows and description.
 
@@ -171,14 +210,24 @@ def driver_execute(
         cursor.execute(sql, args)
         return (cursor.fetchall(), cursor.description) if fetch else None
     except conn.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(
-            sql,
-            args,
-            exc,
-            conn.dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            connection_invalidated=conn.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor),
-            dialect=conn.dialect,
-        ) from exc
+        raise _translated(conn, sql, args, exc, cursor) from exc
     finally:
         cursor.close()
+
+
+def _translated(conn: Conn, sql: str, args: tuple[Any, ...], exc: Any, cursor: Any) -> Any:
+    """The ``DBAPIError`` subclass SQLAlchemy raises for a driver error, a lost connection
+    marked; a :class:`DriverConnection`'s is invalidated at once, so it is not pooled again."""
+    fairy = conn.connection
+    lost = conn.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
+    if lost and isinstance(conn, DriverConnection) and fairy.is_valid:
+        fairy.invalidate(exc)
+    return DBAPIError.instance(
+        sql,
+        args,
+        exc,
+        conn.dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=lost,
+        dialect=conn.dialect,
+    )

@@ -1,5 +1,6 @@
 """Units of work: each write commits or rolls back alone, also when SQLite commits several
-together; quick reads skip the worker thread on SQLite."""
+together; quick reads skip the worker thread on SQLite; hot units run on the bare driver
+connection on PostgreSQL and leave it as they found it."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, select
 
-from negotiation.db import Database, quick_read
+from negotiation.db import Database, hot_unit, quick_read
 from negotiation.errors import ApiError
 from negotiation.queries import loads
 from negotiation.settings import Settings
+from negotiation.statements import DriverConnection, HotStatement
 from tests import dbutil
+from tests.helpers import with_settings
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -80,6 +83,83 @@ async def test_a_failed_unit_alone_leaves_nothing(settings: Settings) -> None:
         with pytest.raises(ApiError):
             await db.write(_add_load, "L1", fail=True)
         assert await db.read(_load_ids) == []
+    finally:
+        await db.dispose()
+
+
+_INSERT_LOAD = HotStatement(
+    insert(loads),
+    column_keys=[
+        "load_id",
+        "origin",
+        "destination",
+        "pickup_datetime",
+        "delivery_datetime",
+        "equipment_type",
+        "loadboard_rate",
+    ],
+)
+_LOAD_COUNT = HotStatement(select(func.count().label("n")).select_from(loads))
+
+
+@hot_unit
+def _hot_add_load(conn: Connection, load_id: str, *, fail: bool = False) -> type:
+    _INSERT_LOAD.run(
+        conn,
+        {
+            "load_id": load_id,
+            "origin": "A",
+            "destination": "B",
+            "pickup_datetime": NOW,
+            "delivery_datetime": NOW,
+            "equipment_type": "Dry Van",
+            "loadboard_rate": Decimal("1000.00"),
+        },
+    )
+    if fail:
+        raise ApiError(409, "LOAD_EXISTS", "refused after writing")
+    return type(conn)
+
+
+@hot_unit
+def _hot_count(conn: Connection) -> tuple[type, int]:
+    return type(conn), _LOAD_COUNT.first(conn)[0]
+
+
+@hot_unit
+def _hot_but_not_hot(conn: Connection) -> int:
+    return len(conn.execute(select(loads.c.load_id)).all())
+
+
+async def test_hot_units_commit_or_leave_nothing_and_leave_the_connection_clean(
+    settings: Settings,
+) -> None:
+    """One pooled connection serves every unit in turn, hot or not, read or write."""
+    db = Database(with_settings(settings, db_pool_size=1))
+    driver_kind = Connection if db.is_sqlite else DriverConnection
+    try:
+        assert await db.write(_hot_add_load, "L1") is driver_kind
+        with pytest.raises(ApiError):
+            await db.write(_hot_add_load, "L2", fail=True)  # written, then rolled back
+        assert await db.read(_hot_count) == (driver_kind, 1)
+        # After a hot read (no transaction on PostgreSQL) a plain write is transactional again.
+        with pytest.raises(ApiError):
+            await db.write(_add_load, "L3", fail=True)
+        assert await db.read(_load_ids) == ["L1"]
+        assert await db.write(_hot_add_load, "L4") is driver_kind
+        assert await db.read(_load_ids) == ["L1", "L4"]
+    finally:
+        await db.dispose()
+
+
+async def test_a_hot_unit_cannot_run_a_statement_that_is_not_hot(settings: Settings) -> None:
+    db = Database(settings)
+    try:
+        if db.is_sqlite:  # an ordinary unit there
+            assert await db.read(_hot_but_not_hot) == 0
+        else:
+            with pytest.raises(TypeError, match="HotStatements only"):
+                await db.read(_hot_but_not_hot)
     finally:
         await db.dispose()
 

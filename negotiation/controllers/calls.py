@@ -15,7 +15,7 @@ from negotiation.controllers.params import (
     Limit,
     SessionIdQuery,
 )
-from negotiation.db import quick_read
+from negotiation.db import hot_unit, quick_read
 from negotiation.errors import ApiError, not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import MAX_LIMIT
@@ -127,6 +127,7 @@ class CallController(Controller):
         return rounds_response(request, rows, limit, ctx.policy.max_rounds)
 
 
+@hot_unit
 @quick_read
 def _call_rounds(
     conn: Any, call_id: int, session_id: Any, *, after_id: int | None, limit: int

@@ -16,7 +16,7 @@ from negotiation.controllers.params import (
     Limit,
     SessionIdQuery,
 )
-from negotiation.db import quick_read
+from negotiation.db import hot_unit, quick_read
 from negotiation.errors import not_found
 from negotiation.pagination import MAX_LIMIT, decode_cursor, next_cursor
 from negotiation.queries import rounds_by_session, rounds_filtered, session_known
@@ -77,6 +77,7 @@ class NegotiationController(Controller):
         return cast("Page[RoundRead]", page)  # encodes as the model would (test_round_views)
 
 
+@hot_unit
 @quick_read
 def _session_rounds(
     conn: Connection, session_id: str, *, after_id: int | None, limit: int
