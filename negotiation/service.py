@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from negotiation import policy
@@ -24,10 +24,11 @@ from negotiation.queries import (
     loads,
     rounds,
     session_match,
+    sessions,
 )
 from negotiation.schemas import CallCreate, CallUpdate, LoadCreate
+from negotiation.sessions import LOCKED_SESSION, session_for_round
 from negotiation.sessions import check_session_id as check_session_id  # re-exported
-from negotiation.sessions import touch_session
 from negotiation.settings import Settings
 from negotiation.statements import HotStatement
 
@@ -113,45 +114,104 @@ def update_call(conn: Connection, call_id: int, data: CallUpdate) -> Row[Any]:
 
 
 # The round-recording path runs for every offer: its statements are hot statements (built and
-# compiled once, run on the driver; see negotiation.statements).
-_CALL_QUERY = (
-    select(calls.c.id, calls.c.load_id, loads.c.loadboard_rate, loads.c.max_rate)
-    .select_from(calls.outerjoin(loads, loads.c.load_id == calls.c.load_id))
-    .where(calls.c.id == bindparam("b_call_id"))
-)
-_CALL_FOR_ROUND = HotStatement(_CALL_QUERY)
+# compiled once, run on the driver; see negotiation.statements). On PostgreSQL, where every
+# statement is a round trip to the server, a round takes five: BEGIN, the call with its
+# session's row locked, the session's activity with the last round, the new round with the
+# call's counters, COMMIT. SQLite has no data-modifying CTEs and no round trips: it runs the
+# two pairs as separate statements.
+_CALL_COLUMNS = (calls.c.id, calls.c.load_id, loads.c.loadboard_rate, loads.c.max_rate)
+_CALL_WITH_LOAD = calls.outerjoin(loads, loads.c.load_id == calls.c.load_id)
+_CALL_QUERY = select(*_CALL_COLUMNS).select_from(_CALL_WITH_LOAD)
+_BY_CALL = calls.c.id == bindparam("b_call_id")
 #: PostgreSQL serialises the rounds of a call's default negotiation with a row lock on the call.
-_CALL_FOR_ROUND_LOCKED = HotStatement(_CALL_QUERY.with_for_update(of=calls))
-_LAST_ROUND = {
-    in_session: HotStatement(
-        select(rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
-        .where(
-            rounds.c.call_id == bindparam("b_call_id"),
-            rounds.c.session_id == bindparam("b_session_id") if in_session else session_match(None),
-        )
-        .order_by(rounds.c.round_number.desc(), rounds.c.id.desc())
-        .limit(1)
+_CALL_LOCKED = HotStatement(_CALL_QUERY.where(_BY_CALL).with_for_update(of=calls))
+_CALL = HotStatement(_CALL_QUERY.where(_BY_CALL))
+#: The call and its session's row (NULL columns when there is none), locked on PostgreSQL.
+_CALL_AND_SESSION = HotStatement(
+    select(*_CALL_COLUMNS, *LOCKED_SESSION.c)
+    .select_from(_CALL_WITH_LOAD.outerjoin(LOCKED_SESSION, true()))
+    .where(_BY_CALL)
+)
+_LAST_ROUND_QUERY = {
+    in_session: select(rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
+    .where(
+        rounds.c.call_id == bindparam("b_call_id"),
+        rounds.c.session_id == bindparam("b_session_id") if in_session else session_match(None),
     )
+    .order_by(rounds.c.round_number.desc(), rounds.c.id.desc())
+    .limit(1)
     for in_session in (True, False)
 }
-#: Every column but the id, which the database assigns.
-_INSERT_ROUND = HotStatement(
-    insert(rounds).returning(*rounds.c), column_keys=[c.key for c in rounds.c if not c.primary_key]
+_LAST_ROUND = {k: HotStatement(q) for k, q in _LAST_ROUND_QUERY.items()}
+_TOUCH_SESSION = (
+    update(sessions)
+    .where(sessions.c.session_id == bindparam("b_session_id"))
+    .values(last_activity=bindparam("b_now"), expires_at=bindparam("b_expires_at"))
 )
+#: The same snapshot serves both: this statement starts after the session's lock was taken, so
+#: it sees every round that an earlier holder of the lock committed.
+_TOUCH_AND_LAST_ROUND = HotStatement(
+    postgresql=_LAST_ROUND_QUERY[True].add_cte(_TOUCH_SESSION.cte("touched")),
+    sqlite=_TOUCH_SESSION,  # followed by _LAST_ROUND: SQLite has no UPDATE in a WITH
+)
+#: Every column but the id, which the database assigns.
+_INSERT_ROUND = insert(rounds).values(
+    {c.key: bindparam(c.key, type_=c.type) for c in rounds.c if not c.primary_key}
+)
+_RECORD = HotStatement(_INSERT_ROUND.returning(*rounds.c))
 _COUNT_ROUND = (
     update(calls)
-    .where(calls.c.id == bindparam("b_call_id"))
+    .where(_BY_CALL)
     .values(negotiation_rounds=func.coalesce(calls.c.negotiation_rounds, 0) + 1)
 )
-_CLOSE_CALL = {
-    "accept": HotStatement(
-        _COUNT_ROUND.values(
-            outcome="accepted", final_rate_agreed=bindparam("b_agreed", type_=Money)
-        )
+_CLOSE_CALL_QUERY = {
+    "accept": _COUNT_ROUND.values(
+        outcome="accepted", final_rate_agreed=bindparam("b_agreed", type_=Money)
     ),
-    "reject": HotStatement(_COUNT_ROUND.values(outcome="rejected")),
-    "counter": HotStatement(_COUNT_ROUND),
+    "reject": _COUNT_ROUND.values(outcome="rejected"),
+    "counter": _COUNT_ROUND,
 }
+#: The round inserted and the call's counters updated in one statement (PostgreSQL); on SQLite
+#: the update alone, after _RECORD.
+_RECORD_AND_CLOSE = {
+    decision: HotStatement(
+        postgresql=select(_INSERT_ROUND.returning(*rounds.c).cte("recorded")).add_cte(
+            close.cte("closed")
+        ),
+        sqlite=close,
+    )
+    for decision, close in _CLOSE_CALL_QUERY.items()
+}
+
+
+def _last_round(
+    conn: Connection,
+    call_id: int,
+    session_id: str | None,
+    *,
+    now: dt.datetime,
+    expires_at: dt.datetime | None,
+) -> Any | None:
+    """The negotiation's last round; records the session's activity when ``expires_at`` is set."""
+    params = {"b_call_id": call_id, "b_session_id": session_id}
+    if expires_at is None:
+        return _LAST_ROUND[session_id is not None].first(conn, params)
+    touch = params | {"b_now": now, "b_expires_at": expires_at}
+    if conn.dialect.name == "postgresql":
+        return _TOUCH_AND_LAST_ROUND.first(conn, touch)
+    _TOUCH_AND_LAST_ROUND.run(conn, touch)
+    return _LAST_ROUND[True].first(conn, params)
+
+
+def _record(conn: Connection, values: dict[str, Any], call_id: int, agreed: Decimal) -> Any:
+    """Insert the round and count it on the call (closing the call on a final decision)."""
+    close = _RECORD_AND_CLOSE[values["decision"]]
+    params = {"b_call_id": call_id, "b_agreed": agreed}
+    if conn.dialect.name == "postgresql":
+        return close.first(conn, values | params)
+    row = _RECORD.first(conn, values)
+    close.run(conn, params)
+    return row
 
 
 @hot_unit
@@ -172,25 +232,28 @@ def record_round(
     negotiation), on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
     """
     check_session_id(session_id)
-    # A round in a session is serialised on the session's row (touch_session below).
-    locked = conn.dialect.name == "postgresql" and session_id is None
-    call_query = _CALL_FOR_ROUND_LOCKED if locked else _CALL_FOR_ROUND
-    call = call_query.first(conn, {"b_call_id": call_id})
+    if session_id is None:
+        call_query = _CALL_LOCKED if conn.dialect.name == "postgresql" else _CALL
+    else:
+        call_query = _CALL_AND_SESSION  # takes the session's lock (see negotiation.sessions)
+    call = call_query.first(conn, {"b_call_id": call_id, "b_session_id": session_id})
     if call is None:
         raise not_found("CALL_NOT_FOUND", "Call", call_id)
     if call.loadboard_rate is None:
         raise ApiError(
             409, "CALL_HAS_NO_LOAD", f"Call {call_id} has no load, so there is no rate to negotiate"
         )
+    expires_at = None
     if session_id is not None:
-        # Before reading the last round: this takes the session's lock (see negotiation.sessions).
-        touch_session(
-            conn, session_id, ttl=cfg.session_ttl_seconds, require=cfg.require_sessions, now=now
+        expires_at = session_for_round(
+            conn,
+            session_id,
+            call if call.status is not None else None,  # a session row's status is never NULL
+            ttl=cfg.session_ttl_seconds,
+            require=cfg.require_sessions,
+            now=now,
         )
-
-    last = _LAST_ROUND[session_id is not None].first(
-        conn, {"b_call_id": call_id, "b_session_id": session_id}
-    )
+    last = _last_round(conn, call_id, session_id, now=now, expires_at=expires_at)
     if last is not None and (
         last.decision in ("accept", "reject") or last.round_number >= cfg.max_rounds
     ):
@@ -210,19 +273,16 @@ def record_round(
         max_rounds=cfg.max_rounds,
         previous_counter=last.counter_offer if last is not None else None,
     )
-    row = _INSERT_ROUND.first(
-        conn,
-        {
-            "call_id": call_id,
-            "session_id": session_id,
-            "round_number": round_number,
-            "carrier_offer": offer,
-            "decision": decision.decision,
-            "counter_offer": decision.counter_offer,
-            "system_response": decision.message,
-            "notes": notes,
-            "timestamp": now,
-        },
-    )
-    _CLOSE_CALL[decision.decision].run(conn, {"b_call_id": call_id, "b_agreed": offer})
+    values = {
+        "call_id": call_id,
+        "session_id": session_id,
+        "round_number": round_number,
+        "carrier_offer": offer,
+        "decision": decision.decision,
+        "counter_offer": decision.counter_offer,
+        "system_response": decision.message,
+        "notes": notes,
+        "timestamp": now,
+    }
+    row = _record(conn, values, call_id, offer)
     return row  # a named tuple of the round's columns

@@ -101,11 +101,6 @@ def _new_session(session_id: str, ttl: int, now: dt.datetime, **extra: Any) -> d
 _LOCKED_SESSION = HotStatement(
     select(sessions).where(sessions.c.session_id == bindparam("b_session_id")).with_for_update()
 )
-_TOUCH_SESSION = HotStatement(
-    update(sessions)
-    .where(sessions.c.session_id == bindparam("b_session_id"))
-    .values(last_activity=bindparam("b_now"), expires_at=bindparam("b_expires_at"))
-)
 
 
 def _locked_session(conn: Connection, session_id: str) -> Any | None:
@@ -133,20 +128,37 @@ def create_session(
     return row
 
 
-def touch_session(
-    conn: Connection, session_id: str, *, ttl: int, require: bool, now: dt.datetime
-) -> None:
-    """Check a round may be recorded in the session and record the activity on it.
+#: The session's row, locked on PostgreSQL, as a CTE a round's first statement joins: the lock
+#: that serialises a session's rounds, taken in the round trip that reads the call.
+LOCKED_SESSION = (
+    select(sessions.c.status, sessions.c.ttl_seconds, sessions.c.expires_at)
+    .where(sessions.c.session_id == bindparam("b_session_id"))
+    .with_for_update()
+    .cte("locked_session")
+)
+
+
+def session_for_round(
+    conn: Connection,
+    session_id: str,
+    session: Any | None,
+    *,
+    ttl: int,
+    require: bool,
+    now: dt.datetime,
+) -> dt.datetime | None:
+    """Check a round may be recorded in the session, given its row as the caller locked it
+    (None: there is none); the new ``expires_at`` its activity sets, or None when the id was
+    just registered (its row already says so).
 
     An unseen id is registered (with ``ttl``), unless ``require`` is set: then only created
     sessions, or ids already used by rounds, are accepted.
     """
-    session = _locked_session(conn, session_id)
     if session is None:
         if require and not session_used_by_rounds(conn, session_id):
             raise not_found("SESSION_NOT_FOUND", "Session", session_id)
         if _insert_if_absent(conn, _new_session(session_id, ttl, now)) is not None:
-            return
+            return None
         # A concurrent round registered it first; continue with that row.
         session = _locked_session(conn, session_id)
         assert session is not None
@@ -154,14 +166,7 @@ def touch_session(
         raise ApiError(409, "SESSION_CLOSED", f"Session {session_id} is closed")
     if session.expires_at <= now:
         raise ApiError(410, "SESSION_EXPIRED", f"Session {session_id} has expired")
-    _TOUCH_SESSION.run(
-        conn,
-        {
-            "b_session_id": session_id,
-            "b_now": now,
-            "b_expires_at": now + dt.timedelta(seconds=session.ttl_seconds),
-        },
-    )
+    return now + dt.timedelta(seconds=session.ttl_seconds)
 
 
 def session_detail(

@@ -123,7 +123,9 @@ def _hot_add_load(conn: Connection, load_id: str, *, fail: bool = False) -> type
 
 @hot_unit
 def _hot_count(conn: Connection) -> tuple[type, int]:
-    return type(conn), _LOAD_COUNT.first(conn)[0]
+    counted = _LOAD_COUNT.first(conn)
+    assert counted is not None
+    return type(conn), counted.n
 
 
 @hot_unit

@@ -89,7 +89,10 @@ def _captured(conn: Connection, fn: Callable[[], Any]) -> list[tuple[str, Any]]:
     return seen
 
 
-def _explain(conn: Connection, statement: str, parameters: Any) -> list[str]:
+def _explain(
+    conn: Connection, statement: str, parameters: Any, *, analyze: bool = True
+) -> list[str]:
+    """The plan; with ``analyze`` on PostgreSQL, as run (which executes the statement)."""
     if conn.dialect.name == "sqlite":
         rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
         depth = {0: -1}
@@ -98,7 +101,11 @@ def _explain(conn: Connection, statement: str, parameters: Any) -> list[str]:
             depth[node] = depth.get(parent, -1) + 1
             lines.append("  " * depth[node] + detail)
         return lines
-    explain = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) "
+    explain = (
+        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) "
+        if analyze
+        else "EXPLAIN (COSTS OFF) "
+    )
     return [r[0] for r in conn.exec_driver_sql(explain + statement, parameters).all()]
 
 
@@ -129,11 +136,12 @@ def study_queries(data: dataset.Dataset) -> dict[str, Any]:
         nested = conn.begin_nested()
         fresh = int(conn.exec_driver_sql("SELECT max(id) FROM calls").scalar_one())
         statements = _captured(conn, lambda: _record(conn, fresh))
+        # Plans only: the writes (PostgreSQL's WITH … INSERT/UPDATE) are not run a second time.
         out["record"] = {
             "plans": [
-                {"sql": sql, "plan": _explain(conn, sql, params)}
+                {"sql": sql, "plan": _explain(conn, sql, params, analyze=False)}
                 for sql, params in statements
-                if sql.lstrip().upper().startswith("SELECT")
+                if sql.lstrip().upper().startswith(("SELECT", "WITH"))
             ]
         }
         nested.rollback()
