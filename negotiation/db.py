@@ -186,9 +186,13 @@ def _is_retryable(exc: DBAPIError) -> bool:
 
 def _is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
-        # 08: connection exceptions; 57P: the server shutting down or starting up; 42P01: the
-        # schema is not there (a database not migrated yet), as "no such table" on SQLite.
-        if exc.connection_invalidated or _sqlstate(exc).startswith(("08", "57P", "42P01")):
+        # 08: connection exceptions; 57P: the server shutting down or starting up; 3D000 and
+        # 28: the database or role in the URL does not exist, or the password is refused;
+        # 42P01: the schema is not there (a database not migrated yet), as "no such table" on
+        # SQLite.
+        if exc.connection_invalidated or _sqlstate(exc).startswith(
+            ("08", "57P", "3D000", "28", "42P01")
+        ):
             return True
         if isinstance(exc, OperationalError):
             text = str(exc.orig).lower()
@@ -345,7 +349,17 @@ class Database:
         # adapter awaits the driver from this synchronous code.
         assert self._async_engine is not None
         engine = self._async_engine.sync_engine
-        fairy = engine.raw_connection()
+        try:
+            fairy = engine.raw_connection()
+        except engine.dialect.loaded_dbapi.Error as exc:  # as Engine.connect() would raise it
+            raise DBAPIError.instance(
+                None,
+                None,
+                exc,
+                engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=engine.dialect.is_disconnect(exc, None, None),
+                dialect=engine.dialect,
+            ) from exc
         adapted = fairy.dbapi_connection
         try:
             # Autocommit: no BEGIN; otherwise the first statement begins the transaction.

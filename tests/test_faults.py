@@ -23,6 +23,7 @@ import pytest
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
+from sqlalchemy.engine import make_url
 
 from negotiation.app import create_app
 from negotiation.settings import Settings
@@ -154,6 +155,26 @@ async def test_a_database_not_migrated_yet_is_503_with_the_reason(unmigrated_url
         await assert_outage(c, app, call_id=1)
         health = (await c.get("/health")).json()
         assert health["database"] == "schema missing: run alembic upgrade head"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("wrong", ["database", "role"])
+async def test_a_postgres_url_naming_what_does_not_exist_is_503_everywhere(wrong: str) -> None:
+    """A misconfigured URL is the database being unavailable, on hot and plain paths alike."""
+    server = dbutil.postgres_server_url()
+    if server is None:
+        pytest.skip(f"PostgreSQL tests need {dbutil.POSTGRES_URL_ENV}")
+    url = make_url(server)
+    url = (
+        url.set(database="negotiation_no_such_db")
+        if wrong == "database"
+        else url.set(username="negotiation_no_such_role")
+    )
+    settings = Settings(database_url=url.render_as_string(hide_password=False), api_keys=(API_KEY,))
+    app = create_app(settings)
+    async with AsyncTestClient(app) as c:
+        c.headers["X-API-Key"] = API_KEY
+        await assert_outage(c, app, call_id=1)
 
 
 async def test_sqlite_file_that_cannot_be_opened_then_appears(
