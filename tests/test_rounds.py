@@ -121,6 +121,16 @@ async def test_session_id_from_header_when_body_has_none(client: Client, make_ca
 async def test_unknown_call_session_and_bad_session_ids(client: Client, make_call: Make) -> None:
     assert_error(await negotiate(client, 4242, 2000), 404, "CALL_NOT_FOUND")
     assert_error(await client.get("/api/calls/4242/negotiations"), 404, "CALL_NOT_FOUND")
+    for params in ({"after_id": 1}, {"session_id": "some-session"}):
+        response = await client.get("/api/calls/4242/negotiations", params=params)
+        assert_error(response, 404, "CALL_NOT_FOUND")
+    # A call that exists answers its (possibly empty) page, whatever the filters leave.
+    quiet = await make_call()
+    assert (await client.get(f"/api/calls/{quiet['id']}/negotiations")).json() == []
+    assert (await negotiate(client, quiet["id"], 2500)).status_code == 201
+    for params in ({"after_id": 10**9}, {"session_id": "another-session"}):
+        response = await client.get(f"/api/calls/{quiet['id']}/negotiations", params=params)
+        assert response.status_code == 200 and response.json() == [], response.text
     body = assert_error(
         await client.get("/api/negotiations/session/never-used"), 404, "SESSION_NOT_FOUND"
     )

@@ -132,6 +132,8 @@ class CallController(Controller):
 def _call_rounds(
     conn: Any, call_id: int, session_id: Any, *, after_id: int | None, limit: int
 ) -> Any:
-    if not call_exists(conn, call_id):
+    rows = rounds_by_call(conn, call_id, session_id, after_id=after_id, limit=limit)
+    # A round's call exists (foreign key): the call is looked up only for an empty page.
+    if not rows and not call_exists(conn, call_id):
         raise not_found("CALL_NOT_FOUND", "Call", call_id)
-    return rounds_by_call(conn, call_id, session_id, after_id=after_id, limit=limit)
+    return rows
