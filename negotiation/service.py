@@ -148,11 +148,12 @@ _TOUCH_SESSION = (
     .where(sessions.c.session_id == bindparam("b_session_id"))
     .values(last_activity=bindparam("b_now"), expires_at=bindparam("b_expires_at"))
 )
-#: The same snapshot serves both: this statement starts after the session's lock was taken, so
-#: it sees every round that an earlier holder of the lock committed.
+_TOUCH = HotStatement(_TOUCH_SESSION)
+#: PostgreSQL: the activity recorded and the last round read in one statement. Its snapshot
+#: starts after the session's lock was taken, so it sees every round that an earlier holder of
+#: the lock committed.
 _TOUCH_AND_LAST_ROUND = HotStatement(
-    postgresql=_LAST_ROUND_QUERY[True].add_cte(_TOUCH_SESSION.cte("touched")),
-    sqlite=_TOUCH_SESSION,  # followed by _LAST_ROUND: SQLite has no UPDATE in a WITH
+    postgresql=_LAST_ROUND_QUERY[True].add_cte(_TOUCH_SESSION.cte("touched"))
 )
 #: Every column but the id, which the database assigns.
 _INSERT_ROUND = insert(rounds).values(
@@ -171,14 +172,13 @@ _CLOSE_CALL_QUERY = {
     "reject": _COUNT_ROUND.values(outcome="rejected"),
     "counter": _COUNT_ROUND,
 }
-#: The round inserted and the call's counters updated in one statement (PostgreSQL); on SQLite
-#: the update alone, after _RECORD.
+_CLOSE_CALL = {decision: HotStatement(close) for decision, close in _CLOSE_CALL_QUERY.items()}
+#: PostgreSQL: the round inserted and the call's counters updated in one statement.
 _RECORD_AND_CLOSE = {
     decision: HotStatement(
         postgresql=select(_INSERT_ROUND.returning(*rounds.c).cte("recorded")).add_cte(
             close.cte("closed")
-        ),
-        sqlite=close,
+        )
     )
     for decision, close in _CLOSE_CALL_QUERY.items()
 }
@@ -199,18 +199,17 @@ def _last_round(
     touch = params | {"b_now": now, "b_expires_at": expires_at}
     if conn.dialect.name == "postgresql":
         return _TOUCH_AND_LAST_ROUND.first(conn, touch)
-    _TOUCH_AND_LAST_ROUND.run(conn, touch)
+    _TOUCH.run(conn, touch)  # SQLite has no UPDATE in a WITH
     return _LAST_ROUND[True].first(conn, params)
 
 
 def _record(conn: Connection, values: dict[str, Any], call_id: int, agreed: Decimal) -> Any:
     """Insert the round and count it on the call (closing the call on a final decision)."""
-    close = _RECORD_AND_CLOSE[values["decision"]]
     params = {"b_call_id": call_id, "b_agreed": agreed}
     if conn.dialect.name == "postgresql":
-        return close.first(conn, values | params)
+        return _RECORD_AND_CLOSE[values["decision"]].first(conn, values | params)
     row = _RECORD.first(conn, values)
-    close.run(conn, params)
+    _CLOSE_CALL[values["decision"]].run(conn, params)
     return row
 
 
