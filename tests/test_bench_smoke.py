@@ -41,6 +41,8 @@ def test_every_scenario_reports_figures_and_no_errors(tmp_path: Path) -> None:
         assert 0 < run["p50_ms"] <= run["p99_ms"], name
         assert run["errors"] == 0, (name, run)
         assert run["rss_mb"] > 0, name
+        assert run["cpu_ms_per_request"] > 0 and run["machine_cpu_ms_per_request"] > 0, run
+        assert run["db_cpu_ms_per_request"] is None, (name, run)  # SQLite runs in the server
     # Every recorded round is stored once, numbered within the policy's limit.
     assert sqlite["checks"]["rounds_recorded"] >= sqlite["runs"]["record"][0]["requests"]
     assert sqlite["checks"]["duplicated_round_numbers"] == 0

@@ -99,6 +99,7 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
                 spy = pyspy.start(srv.process.pid, duration, raw)
                 time.sleep(0.5)  # let py-spy attach before the load starts
             t0, cpu0 = time.monotonic(), srv.sampler.cpu_seconds()
+            machine0, pg0 = server.machine_cpu_seconds(), server.postgres_cpu_seconds()
             result = loadgen.run_wrk(
                 wrk,
                 srv.base_url,
@@ -110,13 +111,20 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
                 threads=args.threads,
             )
             cpu = srv.sampler.cpu_seconds() - cpu0
+            machine = server.machine_cpu_seconds() - machine0
+            pg = server.postgres_cpu_seconds() - pg0
             rss_worker, rss_total = srv.sampler.peak_mb(t0, time.monotonic())
             if spy is not None:
                 spy.communicate()
                 print(f"[{kind}] profile of {name} ({raw}):\n{pyspy.summarize(raw)}", flush=True)
+            per_request = 1000 / max(result.requests, 1)
             return result.as_dict() | {
                 # Server CPU per request: steadier than req/s when the machine is shared.
-                "cpu_ms_per_request": round(1000 * cpu / max(result.requests, 1), 3),
+                "cpu_ms_per_request": round(cpu * per_request, 3),
+                # Every core's busy time (server, database, wrk, kernel) and PostgreSQL's own
+                # processes' (when it runs here): where the rest of the machine went.
+                "machine_cpu_ms_per_request": round(machine * per_request, 3),
+                "db_cpu_ms_per_request": round(pg * per_request, 3) if kind != "sqlite" else None,
                 "rss_mb": round(rss_worker, 1),
                 "rss_total_mb": round(rss_total, 1),
             }
@@ -131,7 +139,8 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
                     f"[{kind}] {name:<8} run {rep + 1}/{args.repeat}: {run['rps']:>8.0f} req/s"
                     f"  p50 {run['p50_ms']:.1f} ms  p99 {run['p99_ms']:.1f} ms"
                     f"  errors {run['errors']}  RSS {run['rss_mb']:.0f} MB"
-                    f"  server CPU {run['cpu_ms_per_request']:.2f} ms/req",
+                    f"  server CPU {run['cpu_ms_per_request']:.2f} ms/req"
+                    f"  machine {run['machine_cpu_ms_per_request']:.2f}",
                     flush=True,
                 )
         high_water = round(srv.sampler.high_water_mb(), 1)
@@ -151,8 +160,10 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request")
+    keys = ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request", "machine_cpu_ms_per_request")
     out: dict[str, Any] = {k: round(statistics.median(r[k] for r in runs), 2) for k in keys}
+    db_cpu = [r["db_cpu_ms_per_request"] for r in runs if r["db_cpu_ms_per_request"] is not None]
+    out["db_cpu_ms_per_request"] = round(statistics.median(db_cpu), 2) if db_cpu else None
     out["errors"] = sum(r["errors"] for r in runs)
     out["requests"] = sum(r["requests"] for r in runs)
     out["rss_mb"] = max(r["rss_mb"] for r in runs)
@@ -169,13 +180,15 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{a['repeat']} run(s), {a['workers']} worker(s), {a['rounds']:,} seeded rounds"
     )
     header = f"{'database':<11}{'scenario':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-    print(header + f"{'errors':>8}{'RSS MB':>8}{'CPU ms/req':>12}")
+    print(header + f"{'errors':>8}{'RSS MB':>8}{'CPU ms/req':>12}{'machine':>9}{'db':>7}")
     for db in report["databases"]:
         for name, med in db["median"].items():
+            db_cpu = med["db_cpu_ms_per_request"]
             print(
                 f"{db['database']:<11}{name:<10}{med['rps']:>9.0f}{med['p50_ms']:>9.1f}"
                 f"{med['p99_ms']:>9.1f}{med['errors']:>8}{med['rss_mb']:>8.0f}"
-                f"{med['cpu_ms_per_request']:>12.2f}"
+                f"{med['cpu_ms_per_request']:>12.2f}{med['machine_cpu_ms_per_request']:>9.2f}"
+                + (f"{db_cpu:>7.2f}" if db_cpu is not None else f"{'-':>7}")
             )
     for db in report["databases"]:
         c = db["checks"]

@@ -22,6 +22,11 @@ def machine_line(m: dict[str, Any]) -> str:
     )
 
 
+def _ms(value: float | None) -> str:
+    """A CPU figure; "-" where a report has none (older reports, or SQLite's database CPU)."""
+    return "-" if value is None or value != value else f"{value:.2f}"
+
+
 def bench_tables(report: dict[str, Any]) -> str:
     s = report["settings"]
     lines = [
@@ -32,15 +37,17 @@ def bench_tables(report: dict[str, Any]) -> str:
         + (f", server settings {' '.join(s['env'])}" if s.get("env") else ""),
         "",
         "| database | scenario | req/s | p50 ms | p99 ms | errors | peak RSS MB "
-        "| server CPU ms/req |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| server CPU ms/req | machine CPU ms/req | PostgreSQL CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for db in report["databases"]:
         for name, m in db["median"].items():
             lines.append(
                 f"| {db['database']} | {name} | {m['rps']:,.0f} | {m['p50_ms']:.1f} | "
                 f"{m['p99_ms']:.1f} | {m['errors']} | {m['rss_mb']:.0f} | "
-                f"{m.get('cpu_ms_per_request', float('nan')):.2f} |"
+                f"{_ms(m.get('cpu_ms_per_request'))} | "
+                f"{_ms(m.get('machine_cpu_ms_per_request'))} | "
+                f"{_ms(m.get('db_cpu_ms_per_request'))} |"
             )
     lines.append("")
     for db in report["databases"]:

@@ -63,6 +63,36 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time every core of this machine has spent busy so far (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time of every ``postgres`` process on this machine so far.
+
+    Backends of the service's pool live through a run, so the difference over a run is what
+    the database server spent on it (plus any other client's work: run it on a quiet server).
+    """
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        if name == "postgres":
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class MemorySampler:
     """Samples VmRSS of the server and its workers every ``interval`` seconds."""
