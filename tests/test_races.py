@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from negotiation.app import create_app
-from negotiation.db import Database, DatabaseBusy
+from negotiation.db import Database, DatabaseBusy, normalize_url
 from negotiation.settings import Settings
 from tests import dbutil
-from tests.conftest import LOAD
+from tests.conftest import API_KEY, LOAD
 from tests.helpers import concurrent_client, with_settings
 
 ABOVE_CEILING = 2500  # loadboard 2000, ceiling 2200: counters, then a reject in the last round
@@ -149,6 +150,52 @@ async def test_a_lock_held_too_long_is_503_database_busy_then_recovers(
         assert read.status_code == 200, "reads go on while a writer holds the lock"
         after = await c.post(url, json={"carrier_offer": 2100})
         assert after.status_code == 201 and after.json()["round_number"] == 1
+
+
+@pytest.mark.postgres
+async def test_a_round_that_waited_for_its_session_reads_the_round_committed_meanwhile(
+    postgres_url: str,
+) -> None:
+    """A round reads its negotiation's last round in a statement that starts after its session's
+    lock was granted, so a round that waited for the lock sees the round committed meanwhile.
+    With no retries allowed, a read from before the wait would collide on the round number."""
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,), db_retries=0))
+    async with concurrent_client(app) as (c, _):
+        [call_id] = await setup_calls(c, 1)
+        url = f"/api/calls/{call_id}/negotiate"
+        body = {"carrier_offer": ABOVE_CEILING, "session_id": "waited"}
+        assert (await c.post(url, json=body)).json()["round_number"] == 1
+        engine = create_async_engine(normalize_url(postgres_url, asynchronous=True))
+        try:
+            async with engine.connect() as other:
+                # Another round of the same negotiation, as record_round writes one: the
+                # session's row locked and written, the round inserted, not yet committed.
+                transaction = await other.begin()
+                await other.execute(
+                    text("UPDATE sessions SET last_activity = now() WHERE session_id = 'waited'")
+                )
+                await other.execute(
+                    text(
+                        "INSERT INTO negotiations (call_id, session_id, round_number, "
+                        "carrier_offer, decision, counter_offer, timestamp) VALUES "
+                        "(:call, 'waited', 2, 2400, 'counter', 2100, now())"
+                    ),
+                    {"call": call_id},
+                )
+                waiting = asyncio.create_task(c.post(url, json=body))
+                await dbutil.wait_for_row(
+                    postgres_url,
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%locked_session%'",
+                )
+                await transaction.commit()
+                response = await waiting
+        finally:
+            await engine.dispose()
+        assert response.status_code == 201, response.text
+        assert response.json()["round_number"] == 3
+        assert response.json()["decision"] == "reject"  # the last round of three
+        assert await duplicate_round_numbers(postgres_url) == []
 
 
 class Flaky:
