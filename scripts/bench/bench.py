@@ -112,7 +112,8 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
             )
             cpu = srv.sampler.cpu_seconds() - cpu0
             machine = server.machine_cpu_seconds() - machine0
-            pg = server.postgres_cpu_seconds() - pg0
+            pg1 = server.postgres_cpu_seconds()
+            pg = None if kind == "sqlite" or pg0 is None or pg1 is None else pg1 - pg0
             rss_worker, rss_total = srv.sampler.peak_mb(t0, time.monotonic())
             if spy is not None:
                 spy.communicate()
@@ -124,7 +125,7 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
                 # Every core's busy time (server, database, wrk, kernel) and PostgreSQL's own
                 # processes' (when it runs here): where the rest of the machine went.
                 "machine_cpu_ms_per_request": round(machine * per_request, 3),
-                "db_cpu_ms_per_request": round(pg * per_request, 3) if kind != "sqlite" else None,
+                "db_cpu_ms_per_request": None if pg is None else round(pg * per_request, 3),
                 "rss_mb": round(rss_worker, 1),
                 "rss_total_mb": round(rss_total, 1),
             }

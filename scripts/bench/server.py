@@ -71,13 +71,14 @@ def machine_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds() -> float:
-    """User + system CPU time of every ``postgres`` process on this machine so far.
+def postgres_cpu_seconds() -> float | None:
+    """User + system CPU time of every ``postgres`` process on this machine so far; None when
+    there is none (the server runs elsewhere).
 
     Backends of the service's pool live through a run, so the difference over a run is what
     the database server spent on it (plus any other client's work: run it on a quiet server).
     """
-    total = 0
+    total, found = 0, False
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -90,7 +91,8 @@ def postgres_cpu_seconds() -> float:
         if name == "postgres":
             fields = rest.split()
             total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            found = True
+    return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
 @dataclass
