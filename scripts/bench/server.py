@@ -43,18 +43,32 @@ def _status_kb(pid: int, field_name: str) -> int | None:
     return None
 
 
+def _stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """The command name and the fields after it in ``/proc/<pid>/stat``; None once it exited."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    name, rest = text.split("(", 1)[1].rsplit(")", 1)
+    return name, rest.split()
+
+
+def _cpu_ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)
+
+
+def _processes() -> Iterator[tuple[int, str, list[str]]]:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _stat(entry)) is not None:
+            yield int(entry), *stat
+
+
 def _children(pid: int) -> list[int]:
     """Every descendant of ``pid`` (uvicorn's workers when it runs more than one)."""
     parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
+    for child, _name, fields in _processes():
+        parents.setdefault(int(fields[1]), []).append(child)
     found, todo = [], [pid]
     while todo:
         for child in parents.get(todo.pop(), []):
@@ -78,21 +92,8 @@ def postgres_cpu_seconds() -> float | None:
     Backends of the service's pool live through a run, so the difference over a run is what
     the database server spent on it (plus any other client's work: run it on a quiet server).
     """
-    total, found = 0, False
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                text = f.read()
-        except OSError:
-            continue
-        name, rest = text.split("(", 1)[1].rsplit(")", 1)
-        if name == "postgres":
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-            found = True
-    return total / os.sysconf("SC_CLK_TCK") if found else None
+    ticks = [_cpu_ticks(fields) for _, name, fields in _processes() if name == "postgres"]
+    return sum(ticks) / os.sysconf("SC_CLK_TCK") if ticks else None
 
 
 @dataclass
@@ -139,14 +140,8 @@ class MemorySampler:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the server and its workers."""
-        total = 0
-        for pid in self.processes():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        stats = (_stat(pid) for pid in self.processes())
+        total = sum(_cpu_ticks(stat[1]) for stat in stats if stat is not None)
         return total / os.sysconf("SC_CLK_TCK")
 
     def high_water_mb(self) -> float:
