@@ -12,9 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import httpx
 import pytest
 
 from tests import dbutil
-from tests.clirun import CLI, cli_env
+from tests.server import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -63,53 +61,15 @@ def _ensure_browser() -> None:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    for port in range(8200, 8300):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail("no free port in 8200-8299 for the server")
-
-
 @pytest.fixture
 def server(sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
     """``negotiation serve`` on a fresh migrated SQLite database; yields its base URL."""
     url = dbutil.copy_sqlite(sqlite_template, tmp_path / "loads.db")
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    env = cli_env(url, NEGOTIATION_API_KEYS=KEY, NEGOTIATION_LOG_LEVEL="WARNING")
-    process = subprocess.Popen(
-        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not become healthy within 30 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with (
+        (tmp_path / "server.log").open("wb") as log,
+        running_server({"database_url": url, "api_keys": KEY}, log) as running,
+    ):
+        yield running.base_url
 
 
 @pytest.fixture
