@@ -26,18 +26,20 @@ from tests.helpers import with_settings
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
+def _load(load_id: str) -> dict[str, object]:
+    return {
+        "load_id": load_id,
+        "origin": "A",
+        "destination": "B",
+        "pickup_datetime": NOW,
+        "delivery_datetime": NOW,
+        "equipment_type": "Dry Van",
+        "loadboard_rate": Decimal("1000.00"),
+    }
+
+
 def _add_load(conn: Connection, load_id: str, *, fail: bool = False) -> str:
-    conn.execute(
-        insert(loads).values(
-            load_id=load_id,
-            origin="A",
-            destination="B",
-            pickup_datetime=NOW,
-            delivery_datetime=NOW,
-            equipment_type="Dry Van",
-            loadboard_rate=Decimal("1000.00"),
-        )
-    )
+    conn.execute(insert(loads).values(_load(load_id)))
     if fail:
         raise ApiError(409, "LOAD_EXISTS", "refused after writing")
     return load_id
@@ -87,35 +89,13 @@ async def test_a_failed_unit_alone_leaves_nothing(settings: Settings) -> None:
         await db.dispose()
 
 
-_INSERT_LOAD = HotStatement(
-    insert(loads),
-    column_keys=[
-        "load_id",
-        "origin",
-        "destination",
-        "pickup_datetime",
-        "delivery_datetime",
-        "equipment_type",
-        "loadboard_rate",
-    ],
-)
+_INSERT_LOAD = HotStatement(insert(loads), column_keys=list(_load("")))
 _LOAD_COUNT = HotStatement(select(func.count().label("n")).select_from(loads))
 
 
 @hot_unit
 def _hot_add_load(conn: Connection, load_id: str, *, fail: bool = False) -> type:
-    _INSERT_LOAD.run(
-        conn,
-        {
-            "load_id": load_id,
-            "origin": "A",
-            "destination": "B",
-            "pickup_datetime": NOW,
-            "delivery_datetime": NOW,
-            "equipment_type": "Dry Van",
-            "loadboard_rate": Decimal("1000.00"),
-        },
-    )
+    _INSERT_LOAD.run(conn, _load(load_id))
     if fail:
         raise ApiError(409, "LOAD_EXISTS", "refused after writing")
     return type(conn)
