@@ -24,14 +24,20 @@ function M.load_reads(path)
 end
 
 -- Each thread owns `per_thread` fresh calls from `first`; every call gets three offers, all
--- above the ceiling (counter, counter, reject), so no request should ever be refused.
+-- above the ceiling (counter, counter, reject), so no request should ever be refused. As on a
+-- phone call, a call's next offer is sent after the answer to its last: a thread takes its
+-- calls `window` at a time and sends one offer to each in turn, so consecutive offers of one
+-- call are `window` requests apart, more than the thread's connections have in flight.
+-- (window = 1 sends a call's three offers back to back, overlapping on several connections.)
 local offers = { "2500.00", "2400.00", "2300.00" }
-function M.recorder(first, per_thread)
+function M.recorder(first, per_thread, window)
   local base = first + thread_index * per_thread
   local sent = 0
   return function()
-    local call = base + math.floor(sent / 3)
-    local offer = offers[sent % 3 + 1]
+    local block = math.floor(sent / (3 * window))
+    local within = sent % (3 * window)
+    local call = base + block * window + within % window
+    local offer = offers[math.floor(within / window) + 1]
     sent = sent + 1
     local body = '{"carrier_offer": ' .. offer .. ', "session_id": "bench-r-' .. call .. '"}'
     return wrk.format("POST", "/api/calls/" .. call .. "/negotiate", nil, body)

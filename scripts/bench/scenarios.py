@@ -18,6 +18,9 @@ RATE_CEILING = 12_000
 PATHS = 20_000
 #: Page size of the general query.
 QUERY_LIMIT = 20
+#: Calls a wrk thread offers to in turn (common.lua): one call's offers are this many requests
+#: apart, more than the thread's connections, so each waits for the answer to the one before.
+RECORD_WINDOW = 64
 
 
 def session_path(data: Dataset, rng: random.Random) -> str:
@@ -54,9 +57,9 @@ class Scenario:
             path.write_text("\n".join(paths) + "\n")
             args.append(str(path))
         if self.writes:
-            calls = int(RATE_CEILING * self.writes * duration / 3 / threads) + 10
+            calls = int(RATE_CEILING * self.writes * duration / 3 / threads) + RECORD_WINDOW
             first = add_fresh_calls(data.url, calls * threads)
-            args += [str(first), str(calls)]
+            args += [str(first), str(calls), str(RECORD_WINDOW)]
         if self.reads and self.writes:
             args.append(str(self.writes))
         return args
