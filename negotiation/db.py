@@ -55,6 +55,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _QUICK = "_negotiation_quick_read"
 _HOT = "_negotiation_hot_unit"
+_OWN_TRANSACTION = "_negotiation_own_transaction"
 
 
 def quick_read(fn: F) -> F:
@@ -84,6 +85,19 @@ def hot_unit(fn: F) -> F:
     any other unit.
     """
     setattr(fn, _HOT, True)
+    return fn
+
+
+def own_transaction(fn: F) -> F:
+    """Mark a :func:`hot_unit` write that starts outside a transaction on PostgreSQL.
+
+    Each of its statements commits on its own until it calls
+    :meth:`~negotiation.statements.DriverConnection.begin`; a transaction it begins is
+    committed when it returns. For a write that is one statement when nothing competes with it
+    (recording a round) and takes locks in a transaction only when something does. Elsewhere
+    (SQLite, or inside another unit's transaction) it runs in that transaction as usual.
+    """
+    setattr(fn, _OWN_TRANSACTION, True)
     return fn
 
 
@@ -327,7 +341,8 @@ class Database:
     ) -> T:
         if self._async_engine is not None:
             if _marked(fn, _HOT):
-                return await greenlet_spawn(self._on_driver, fn, args, kwargs, not write)
+                autocommit = not write or _marked(fn, _OWN_TRANSACTION)
+                return await greenlet_spawn(self._on_driver, fn, args, kwargs, autocommit)
             if not write and getattr(fn, _QUICK, False):
                 async with self._pg_reader.connect() as conn:
                     return await conn.run_sync(fn, *args, **kwargs)
@@ -366,7 +381,7 @@ class Database:
             adapted.autocommit = autocommit  # type: ignore[union-attr]
             conn = DriverConnection(fairy, engine)
             result = fn(conn, *args, **kwargs)
-            if not autocommit:
+            if not conn.autocommit:
                 conn.commit()
             return result
         finally:

@@ -3,10 +3,13 @@
 A session's stored ``status`` is ``active`` or ``closed``; ``expired`` is derived when read
 (``expires_at <= now``), so listing by status is correct without a background job.
 
-Locking on PostgreSQL: a round that names a session locks that session's row first, which
-serialises the rounds of a session; a purge locks the session row, then the calls it touches in
-id order. Nothing locks a call and then waits for a session, so these never deadlock. SQLite
-runs one writer at a time (``BEGIN IMMEDIATE``), so the same code is serial there.
+Locking on PostgreSQL: a round that names a session is first tried in one statement that
+updates the session's row before it inserts the round (so it waits for, and then sees, anyone
+holding that row); when that finds the negotiation changed, the round's transaction locks the
+session's row first, which serialises the rounds of a session. A purge locks the session row,
+then the calls it touches in id order. Nothing locks a call and then waits for a session, so
+these never deadlock. SQLite runs one writer at a time (``BEGIN IMMEDIATE``), so the same code
+is serial there.
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ def _insert_if_absent(conn: Connection, values: dict[str, Any]) -> Any | None:
     return _INSERT_IF_ABSENT.first(conn, values)
 
 
-def _new_session(session_id: str, ttl: int, now: dt.datetime, **extra: Any) -> dict[str, Any]:
+def new_session(session_id: str, ttl: int, now: dt.datetime, **extra: Any) -> dict[str, Any]:
+    """A new session row's values."""
     return {
         "session_id": session_id,
         "status": "active",
@@ -115,7 +119,7 @@ def create_session(
     session_id = data.session_id or generate_session_id(now)
     if data.session_id is not None and session_used_by_rounds(conn, session_id):
         raise session_exists_error(session_id)
-    values = _new_session(
+    values = new_session(
         session_id,
         data.ttl_seconds or default_ttl,
         now,
@@ -157,11 +161,17 @@ def session_for_round(
     if session is None:
         if require and not session_used_by_rounds(conn, session_id):
             raise not_found("SESSION_NOT_FOUND", "Session", session_id)
-        if _insert_if_absent(conn, _new_session(session_id, ttl, now)) is not None:
+        if _insert_if_absent(conn, new_session(session_id, ttl, now)) is not None:
             return None
         # A concurrent round registered it first; continue with that row.
         session = _locked_session(conn, session_id)
         assert session is not None
+    return check_session_open(session_id, session, now)
+
+
+def check_session_open(session_id: str, session: Any, now: dt.datetime) -> dt.datetime:
+    """409 ``SESSION_CLOSED`` or 410 ``SESSION_EXPIRED`` unless the session (its row) takes
+    rounds; the new ``expires_at`` a round's activity sets."""
     if session.status == "closed":
         raise ApiError(409, "SESSION_CLOSED", f"Session {session_id} is closed")
     if session.expires_at <= now:
@@ -306,7 +316,7 @@ def close_session(conn: Connection, session_id: str, *, default_ttl: int, now: d
     if not session_used_by_rounds(conn, session_id):
         raise not_found("SESSION_NOT_FOUND", "Session", session_id)
     # Known only from rounds: give it a row so the closed status sticks.
-    _insert_if_absent(conn, _new_session(session_id, default_ttl, now) | {"status": "closed"})
+    _insert_if_absent(conn, new_session(session_id, default_ttl, now) | {"status": "closed"})
 
 
 def purge_session(conn: Connection, session_id: str) -> int:

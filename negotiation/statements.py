@@ -55,6 +55,15 @@ class DriverConnection:
     def execute(self, *_args: Any, **_kwargs: Any) -> Any:
         raise TypeError("a hot unit runs HotStatements only (see negotiation.statements)")
 
+    @property
+    def autocommit(self) -> bool:
+        """Whether each statement commits on its own (no transaction is begun)."""
+        return bool(self.connection.dbapi_connection.autocommit)  # type: ignore[union-attr]
+
+    def begin(self) -> None:
+        """Leave autocommit: the next statement begins a transaction, which the caller ends."""
+        self.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
     def commit(self) -> None:
         """Commit the transaction the first statement began, errors raised as by SQLAlchemy."""
         fairy = self.connection

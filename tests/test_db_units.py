@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, select
 
-from negotiation.db import Database, hot_unit, quick_read
+from negotiation.db import Database, hot_unit, own_transaction, quick_read
 from negotiation.errors import ApiError
 from negotiation.queries import loads
 from negotiation.settings import Settings
@@ -130,6 +130,37 @@ async def test_hot_units_commit_or_leave_nothing_and_leave_the_connection_clean(
         assert await db.read(_load_ids) == ["L1"]
         assert await db.write(_hot_add_load, "L4") is driver_kind
         assert await db.read(_load_ids) == ["L1", "L4"]
+    finally:
+        await db.dispose()
+
+
+@hot_unit
+@own_transaction
+def _add_loads_in_turn(conn: Connection, first: str, second: str) -> None:
+    """The first load alone, then a transaction (PostgreSQL); then a refusal."""
+    _INSERT_LOAD.run(conn, _load(first))
+    if isinstance(conn, DriverConnection):
+        conn.begin()
+    _INSERT_LOAD.run(conn, _load(second))
+    raise ApiError(409, "LOAD_EXISTS", "refused after writing")
+
+
+async def test_an_own_transaction_unit_commits_each_statement_until_it_begins(
+    settings: Settings,
+) -> None:
+    """On PostgreSQL its first statement commits on its own and what follows ``begin()`` rolls
+    back with the refusal; elsewhere the whole unit is one transaction. Either way the pooled
+    connection is transactional again for the next unit."""
+    db = Database(with_settings(settings, db_pool_size=1))
+    try:
+        with pytest.raises(ApiError):
+            await db.write(_add_loads_in_turn, "L1", "L2")
+        assert await db.read(_load_ids) == ([] if db.is_sqlite else ["L1"])
+        with pytest.raises(ApiError):
+            await db.write(_hot_add_load, "L3", fail=True)
+        with pytest.raises(ApiError):
+            await db.write(_add_load, "L4", fail=True)
+        assert await db.read(_load_ids) == ([] if db.is_sqlite else ["L1"])
     finally:
         await db.dispose()
 

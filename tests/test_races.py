@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -152,50 +152,156 @@ async def test_a_lock_held_too_long_is_503_database_busy_then_recovers(
         assert after.status_code == 201 and after.json()["round_number"] == 1
 
 
+@asynccontextmanager
+async def other_transaction(url: str) -> AsyncIterator[Any]:
+    """A second connection's open transaction (PostgreSQL); committed by the test, or rolled
+    back when the block ends without."""
+    engine = create_async_engine(normalize_url(url, asynchronous=True))
+    try:
+        async with engine.connect() as conn, conn.begin():
+            yield conn
+    finally:
+        await engine.dispose()
+
+
+async def until_waiting_for_a_lock(url: str) -> None:
+    await dbutil.wait_for_row(url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+
+
+# A round is recorded on PostgreSQL in two statements without a lock, or, when another request
+# got in between, in a transaction that locks the session first (service.record_round). The
+# tests below make another request get in between, deterministically: they hold its
+# uncommitted writes open in another transaction until the round waits for them (seen in
+# pg_stat_activity), then commit. With no retries allowed, a round that acted on what it read
+# before the wait would fail or collide. An Idempotency-Key runs the round inside the key's
+# transaction: the locked path from the start.
+
+
 @pytest.mark.postgres
+@pytest.mark.parametrize("idempotency_key", [None, "waited-1"], ids=["unlocked", "locked"])
 async def test_a_round_that_waited_for_its_session_reads_the_round_committed_meanwhile(
-    postgres_url: str,
+    postgres_url: str, idempotency_key: str | None
 ) -> None:
-    """A round reads its negotiation's last round in a statement that starts after its session's
-    lock was granted, so a round that waited for the lock sees the round committed meanwhile.
-    With no retries allowed, a read from before the wait would collide on the round number."""
     app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,), db_retries=0))
     async with concurrent_client(app) as (c, _):
         [call_id] = await setup_calls(c, 1)
         url = f"/api/calls/{call_id}/negotiate"
         body = {"carrier_offer": ABOVE_CEILING, "session_id": "waited"}
         assert (await c.post(url, json=body)).json()["round_number"] == 1
-        engine = create_async_engine(normalize_url(postgres_url, asynchronous=True))
-        try:
-            async with engine.connect() as other:
-                # Another round of the same negotiation, as record_round writes one: the
-                # session's row locked and written, the round inserted, not yet committed.
-                transaction = await other.begin()
-                await other.execute(
-                    text("UPDATE sessions SET last_activity = now() WHERE session_id = 'waited'")
-                )
-                await other.execute(
-                    text(
-                        "INSERT INTO negotiations (call_id, session_id, round_number, "
-                        "carrier_offer, decision, counter_offer, timestamp) VALUES "
-                        "(:call, 'waited', 2, 2400, 'counter', 2100, now())"
-                    ),
-                    {"call": call_id},
-                )
-                waiting = asyncio.create_task(c.post(url, json=body))
-                await dbutil.wait_for_row(
-                    postgres_url,
-                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%locked_session%'",
-                )
-                await transaction.commit()
-                response = await waiting
-        finally:
-            await engine.dispose()
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        async with other_transaction(postgres_url) as other:
+            # Another round of the same negotiation, as record_round writes one: the session's
+            # row written, the round inserted, not yet committed.
+            await other.execute(
+                text("UPDATE sessions SET last_activity = now() WHERE session_id = 'waited'")
+            )
+            await other.execute(
+                text(
+                    "INSERT INTO negotiations (call_id, session_id, round_number, "
+                    "carrier_offer, decision, counter_offer, timestamp) VALUES "
+                    "(:call, 'waited', 2, 2400, 'counter', 2100, now())"
+                ),
+                {"call": call_id},
+            )
+            waiting = asyncio.create_task(c.post(url, json=body, headers=headers))
+            await until_waiting_for_a_lock(postgres_url)
+            await other.commit()
+        response = await waiting
         assert response.status_code == 201, response.text
         assert response.json()["round_number"] == 3
         assert response.json()["decision"] == "reject"  # the last round of three
         assert await duplicate_round_numbers(postgres_url) == []
+
+
+@pytest.mark.postgres
+async def test_a_session_closed_while_a_round_waits_refuses_the_round(postgres_url: str) -> None:
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,), db_retries=0))
+    async with concurrent_client(app) as (c, _):
+        [call_id] = await setup_calls(c, 1)
+        url = f"/api/calls/{call_id}/negotiate"
+        body = {"carrier_offer": ABOVE_CEILING, "session_id": "closing"}
+        assert (await c.post(url, json=body)).status_code == 201
+        async with other_transaction(postgres_url) as other:
+            await other.execute(
+                text("UPDATE sessions SET status = 'closed' WHERE session_id = 'closing'")
+            )
+            waiting = asyncio.create_task(c.post(url, json=body))
+            await until_waiting_for_a_lock(postgres_url)
+            await other.commit()
+        response = await waiting
+        assert response.status_code == 409, response.text
+        assert response.json()["error"]["code"] == "SESSION_CLOSED"
+        assert (await c.get(f"/api/calls/{call_id}")).json()["negotiation_rounds"] == 1
+    rounds = await dbutil.execute(postgres_url, "SELECT count(*) FROM negotiations")
+    assert rounds[0][0] == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("status", "expected"), [("active", 201), ("closed", 409)])
+async def test_a_session_id_registered_while_a_round_waits_is_used_as_registered(
+    postgres_url: str, status: str, expected: int
+) -> None:
+    """The round saw no session row, so it registers one: another request registered the id
+    first; the round goes on with that row (closed, here: refused)."""
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,), db_retries=0))
+    async with concurrent_client(app) as (c, _):
+        [call_id] = await setup_calls(c, 1)
+        async with other_transaction(postgres_url) as other:
+            await other.execute(
+                text(
+                    "INSERT INTO sessions (session_id, status, ttl_seconds, created_at, "
+                    "last_activity, expires_at) VALUES ('fresh', :status, 600, "
+                    "now() at time zone 'utc', now() at time zone 'utc', "
+                    "now() at time zone 'utc' + interval '600 seconds')"
+                ),
+                {"status": status},
+            )
+            waiting = asyncio.create_task(
+                c.post(
+                    f"/api/calls/{call_id}/negotiate",
+                    json={"carrier_offer": ABOVE_CEILING, "session_id": "fresh"},
+                )
+            )
+            await until_waiting_for_a_lock(postgres_url)
+            await other.commit()
+        response = await waiting
+        assert response.status_code == expected, response.text
+        if expected == 201:
+            assert response.json()["round_number"] == 1
+        session = (await c.get("/api/sessions/fresh")).json()
+        assert session["ttl_seconds"] == 600  # the other request's row, not a second one
+        assert session["stats"]["round_count"] == (1 if expected == 201 else 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("session_id", [None, "two-statements"])
+async def test_an_uncontended_round_is_two_statements(
+    postgres_url: str, session_id: str | None
+) -> None:
+    """Read, then write if unchanged: no lock, no BEGIN or COMMIT of its own (the first round
+    in a session registers it in the second statement, the next ones record its activity)."""
+    statements: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        statements.append(sql)
+
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,)))
+    async with concurrent_client(app) as (c, _):
+        [call_id] = await setup_calls(c, 1)
+        event.listen(Engine, "before_cursor_execute", capture)
+        try:
+            for round_number in (1, 2):
+                statements.clear()
+                response = await c.post(
+                    f"/api/calls/{call_id}/negotiate",
+                    json={"carrier_offer": ABOVE_CEILING, "session_id": session_id},
+                )
+                assert response.json()["round_number"] == round_number
+                assert len(statements) == 2, statements
+                assert statements[0].startswith("SELECT")
+                assert "FOR UPDATE" not in " ".join(statements)
+        finally:
+            event.remove(Engine, "before_cursor_execute", capture)
 
 
 class Flaky:
