@@ -26,6 +26,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 
 from negotiation import queries, service
+from negotiation.statements import DriverConnection
 
 READS = ("session", "call", "query")
 #: In-process timings per query and size.
@@ -60,32 +61,38 @@ def _query_units(data: dataset.Dataset) -> dict[str, Callable[[Connection, rando
     return {"session": session, "call": call, "query": query}
 
 
-def _record(conn: Connection, call_id: int) -> Any:
-    """record_round on a fresh call (the caller rolls it back)."""
+def _record(conn: Connection, call_id: int, session_id: str, *, unlocked: bool) -> Any:
+    """A round on ``call_id`` in a new session (the caller rolls it back): record_round as the
+    service runs it on this ``conn`` (in a transaction: the locked path), or with ``unlocked``
+    PostgreSQL's first try, two statements run here inside the caller's transaction."""
     cfg = service.PolicySettings(3, service.Decimal("0.10"), 3600, False)
-    return service.record_round(
-        conn,
-        call_id=call_id,
-        offer=service.Decimal("2500.00"),
-        session_id="bench-explain",
-        notes=None,
-        cfg=cfg,
-        now=dt.datetime.now(dt.UTC),
-    )
+    request = {
+        "call_id": call_id,
+        "offer": service.Decimal("2500.00"),
+        "session_id": session_id,
+        "notes": None,
+        "cfg": cfg,
+        "now": dt.datetime.now(dt.UTC),
+    }
+    if unlocked:
+        driver = DriverConnection(conn.connection, conn.engine)
+        return service._record_unlocked(driver, service._Offer(**request))
+    return service.record_round(conn, **request)
 
 
-def _captured(conn: Connection, fn: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The statements (SQL and parameters) ``fn`` sends on ``conn``."""
+def _captured(target: Any, fn: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The statements (SQL and parameters) ``fn`` sends on ``target`` (a connection, or an
+    engine for the statements of a ``DriverConnection``)."""
     seen: list[tuple[str, Any]] = []
 
     def before(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
         seen.append((statement, parameters))
 
-    event.listen(conn, "before_cursor_execute", before)
+    event.listen(target, "before_cursor_execute", before)
     try:
         fn()
     finally:
-        event.remove(conn, "before_cursor_execute", before)
+        event.remove(target, "before_cursor_execute", before)
     return seen
 
 
@@ -135,7 +142,13 @@ def study_queries(data: dataset.Dataset) -> dict[str, Any]:
             }
         nested = conn.begin_nested()
         fresh = int(conn.exec_driver_sql("SELECT max(id) FROM calls").scalar_one())
-        statements = _captured(conn, lambda: _record(conn, fresh))
+        statements = []
+        if conn.dialect.name == "postgresql":  # a round's two statements when uncontended
+            statements += _captured(
+                conn.engine, lambda: _record(conn, fresh, "bench-explain-1", unlocked=True)
+            )
+        # The locked path: SQLite's only one; PostgreSQL's when another request got in.
+        statements += _captured(conn, lambda: _record(conn, fresh, "bench-explain", unlocked=False))
         # Plans only: the writes (PostgreSQL's WITH … INSERT/UPDATE) are not run a second time.
         out["record"] = {
             "plans": [
