@@ -3,15 +3,16 @@
 Every query and write in the service is a plain function over a synchronous SQLAlchemy Core
 ``Connection``. :class:`Database` runs such a function as one transaction:
 
-* PostgreSQL: on an ``asyncpg`` engine through ``AsyncConnection.run_sync`` (no threads).
-* SQLite: on the standard ``sqlite3`` driver in a worker thread, one thread hop per transaction
-  rather than one per statement (the aiosqlite path costs a hop per statement and measured about
-  7x slower here). All writes of a process go through one writer connection, one at a time, and
-  open with ``BEGIN IMMEDIATE`` so that read-then-write sequences are atomic across processes too.
-  Writes that queue up while one commits are committed together (group commit, see
-  :class:`_GroupCommit`): one fsync for many units instead of one each; worker processes take
-  turns on a lock file. Reads marked :func:`quick_read` run on the event loop's own thread
-  instead (no hop at all), on one connection, without a transaction.
+* PostgreSQL: on an ``asyncpg`` engine through ``AsyncConnection.run_sync`` (no threads), or,
+  for :func:`hot_unit` units, on the pooled driver connection.
+* SQLite: on the standard ``sqlite3`` driver (the aiosqlite path costs a thread hop per
+  statement and measured about 7x slower here). All writes of a process go through one writer
+  connection, one at a time, and open with ``BEGIN IMMEDIATE`` so that read-then-write
+  sequences are atomic across processes too. Writes that queue up while one commits are
+  committed together (group commit, see :class:`_GroupCommit`): one fsync for many units
+  instead of one each; worker processes take turns on a lock file. Write units and reads
+  marked :func:`quick_read` run on the event loop's own thread (BEGIN and COMMIT of a write,
+  which may wait, on a writer thread); other reads in a reader thread, one hop per transaction.
 
 Failures are retried or classified here, once for every unit of work (see docs/RELIABILITY.md):
 a lock held too long (SQLite ``database is locked``, PostgreSQL ``lock_timeout``), a serialization
@@ -32,9 +33,8 @@ import logging
 import os
 import random
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -429,13 +429,20 @@ class Database:
 
 
 class _GroupCommit:
-    """Runs SQLite write units on the writer thread, committing queued units together.
+    """Runs SQLite write units in the service's event loop thread, committing queued units
+    together.
 
-    While the writer commits (an fsync with ``synchronous=FULL``), new units queue up; the
-    writer then takes all of them into one ``BEGIN IMMEDIATE`` transaction, each unit inside
-    its own SAVEPOINT (a unit that raises rolls back alone, exactly as its own transaction
-    would), and commits once. Every caller is answered only after that commit, so a returned
-    result is as durable as before; units still run one after another, in arrival order.
+    While a transaction commits (an fsync with ``synchronous=FULL``), new units queue up; the
+    next transaction takes all of them (``BEGIN IMMEDIATE``), each unit inside its own
+    SAVEPOINT (a unit that raises rolls back alone, exactly as its own transaction would), and
+    commits once. Every caller is answered only after that commit, so a returned result is as
+    durable as before; units still run one after another, in arrival order.
+
+    What may wait runs on the writer thread: taking the write lock (BEGIN, and the lock file
+    below) and COMMIT. The units themselves, a few indexed statements each, run on the loop's
+    thread between the two, like quick reads: on the writer thread every statement released
+    the GIL and waited to take it back from the loop, which under mixed load made a unit take
+    five times its own CPU time while it held the write lock.
 
     Several service processes on one file (``--workers``) take turns through an exclusive
     ``flock`` on ``lock_path`` around each transaction. Without it they met in SQLite's busy
@@ -444,38 +451,34 @@ class _GroupCommit:
     (migrations, the CLI) do not take it and are still arbitrated by ``busy_timeout``.
     """
 
-    #: Units per transaction at most, so one commit never waits on an unbounded batch.
-    MAX_BATCH = 128
+    #: Units per transaction at most: one commit never waits on an unbounded batch, and one
+    #: batch holds the event loop for a few milliseconds at most (a round is ~0.15 ms).
+    MAX_BATCH = 32
 
     def __init__(self, engine: Engine, executor: ThreadPoolExecutor, lock_path: str | None) -> None:
         self._engine = engine
         self._executor = executor
-        self._lock = threading.Lock()
         self._pending: list[_Unit] = []
-        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None
         self._lock_path = lock_path
         self._lock_fd: int | None = None
 
     async def run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        with self._lock:
-            self._pending.append(_Unit(fn, args, kwargs, future, loop))
-            start = not self._draining
-            self._draining = True
-        if start:
-            self._executor.submit(self._drain)
+        self._pending.append(_Unit(fn, args, kwargs, future))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
         return await future
 
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
                 batch = self._pending[: self.MAX_BATCH]
                 del self._pending[: self.MAX_BATCH]
-                if not batch:
-                    self._draining = False
-                    return
-            self._commit(batch)
+                await self._commit(batch)
+        finally:
+            self._drainer = None
 
     @contextlib.contextmanager
     def _processes_take_turns(self) -> Iterator[None]:
@@ -502,41 +505,79 @@ class _GroupCommit:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _commit(self, batch: list[_Unit]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+    def _begin(self) -> tuple[contextlib.ExitStack, Connection]:
+        """Writer thread: the lock file, a connection, ``BEGIN IMMEDIATE`` (each may wait)."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._processes_take_turns())
+            conn = stack.enter_context(self._engine.connect())
+            stack.enter_context(_invalidating(conn))
+            stack.enter_context(conn.begin())
+            return stack.pop_all(), conn
+
+    @staticmethod
+    def _end(transaction: contextlib.ExitStack, failure: BaseException | None) -> None:
+        """Writer thread: COMMIT, or ROLLBACK after ``failure``; then the connection and the
+        lock file go back. Raises if COMMIT fails."""
+        if failure is None:
+            transaction.close()
+        else:
+            transaction.__exit__(type(failure), failure, failure.__traceback__)
+
+    def _abandoned(self, begun: Future[Any]) -> None:
+        # The loop stopped waiting (shutdown) while the writer thread began a transaction: roll
+        # it back there, so the lock file is not held for the rest of the process's life.
+        if not begun.cancelled() and begun.exception() is None:
+            self._end(begun.result()[0], asyncio.CancelledError())
+
+    async def _commit(self, batch: list[_Unit]) -> None:
+        begun = self._executor.submit(self._begin)
         try:
-            with (
-                self._processes_take_turns(),
-                self._engine.connect() as conn,
-                _invalidating(conn),
-                conn.begin(),
-            ):
-                # Plain SAVEPOINT statements on the driver: SQLAlchemy's begin_nested() cost
-                # as much as the unit itself. Units leave their own savepoints closed.
-                grouped = len(batch) > 1
-                for unit in batch:
+            transaction, conn = await asyncio.wrap_future(begun)
+        except asyncio.CancelledError:
+            begun.add_done_callback(self._abandoned)
+            raise
+        except Exception as exc:  # BEGIN failed: no unit of the batch ran
+            _settle_all(batch, [(False, exc)] * len(batch))
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        failure: BaseException | None = None
+        try:
+            # Plain SAVEPOINT statements on the driver: SQLAlchemy's begin_nested() cost as
+            # much as the unit itself. Units leave their own savepoints closed.
+            grouped = len(batch) > 1
+            for unit in batch:
+                if grouped:
+                    driver_execute(conn, "SAVEPOINT unit")
+                try:
+                    outcomes.append((True, unit.fn(conn, *unit.args, **unit.kwargs)))
+                except Exception as exc:
+                    if not grouped:
+                        raise
+                    driver_execute(conn, "ROLLBACK TO unit")
+                    driver_execute(conn, "RELEASE unit")
+                    outcomes.append((False, exc))
+                else:
                     if grouped:
-                        driver_execute(conn, "SAVEPOINT unit")
-                    try:
-                        outcomes.append((True, unit.fn(conn, *unit.args, **unit.kwargs)))
-                    except Exception as exc:
-                        if not grouped:
-                            raise
-                        driver_execute(conn, "ROLLBACK TO unit")
                         driver_execute(conn, "RELEASE unit")
-                        outcomes.append((False, exc))
-                    else:
-                        if grouped:
-                            driver_execute(conn, "RELEASE unit")
-        except Exception as exc:  # BEGIN or COMMIT failed: no unit of the batch was stored
-            outcomes = [(False, exc)] * len(batch)
-        for unit, (ok, value) in zip(batch, outcomes, strict=True):
-            with contextlib.suppress(RuntimeError):  # the caller's loop has already closed
-                unit.loop.call_soon_threadsafe(_settle, unit.future, ok, value)
+        except Exception as exc:
+            failure = exc
+        try:
+            # Shielded from cancellation by the executor: COMMIT or ROLLBACK runs to its end.
+            await asyncio.wrap_future(self._executor.submit(self._end, transaction, failure))
+        except Exception as exc:  # COMMIT failed: no unit of the batch was stored
+            failure = exc
+        if failure is not None:
+            outcomes = [(False, failure)] * len(batch)
+        _settle_all(batch, outcomes)
+
+
+def _settle_all(batch: list[_Unit], outcomes: list[tuple[bool, Any]]) -> None:
+    for unit, (ok, value) in zip(batch, outcomes, strict=True):
+        _settle(unit.future, ok, value)
 
 
 class _Unit:
-    __slots__ = ("args", "fn", "future", "kwargs", "loop")
+    __slots__ = ("args", "fn", "future", "kwargs")
 
     def __init__(
         self,
@@ -544,9 +585,8 @@ class _Unit:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         future: asyncio.Future[Any],
-        loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self.fn, self.args, self.kwargs, self.future, self.loop = fn, args, kwargs, future, loop
+        self.fn, self.args, self.kwargs, self.future = fn, args, kwargs, future
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

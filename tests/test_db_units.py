@@ -9,6 +9,7 @@ import datetime as dt
 import fcntl
 import os
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -188,17 +189,21 @@ def _threaded(conn: Connection) -> int:
     return threading.get_ident()
 
 
-async def test_quick_reads_run_on_the_loop_thread_on_sqlite(settings: Settings) -> None:
+async def test_only_sqlite_reads_that_may_scan_leave_the_loop_thread(settings: Settings) -> None:
+    """Quick reads and write units run on the event loop's thread on SQLite too (BEGIN and
+    COMMIT, which may wait, on the writer thread); other reads in a reader thread."""
     db = Database(settings)
     try:
         quick, threaded = await db.read(_quick_thread), await db.read(_threaded)
+        written = await db.write(_threaded)
     finally:
         await db.dispose()
     loop_thread = threading.get_ident()
+    assert quick == written == loop_thread
     if db.is_sqlite:
-        assert quick == loop_thread and threaded != loop_thread
+        assert threaded != loop_thread
     else:  # asyncpg runs every unit on the loop
-        assert quick == threaded == loop_thread
+        assert threaded == loop_thread
 
 
 async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
@@ -220,3 +225,38 @@ async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
     finally:
         os.close(held)
         await db.dispose()
+
+
+def test_a_write_left_behind_at_shutdown_does_not_keep_the_lock_file(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """The event loop ends while the writer thread waits for ``<file>-writer.lock`` to begin a
+    write: the transaction it begins once it gets the lock is rolled back at once and the lock
+    released, not held for the rest of the process's life (the other workers would wait)."""
+    url = dbutil.copy_sqlite(sqlite_template, tmp_path / "loads.db")
+    db = Database(Settings(database_url=url))
+    held = os.open(f"{tmp_path / 'loads.db'}-writer.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+
+        async def write_and_leave() -> asyncio.Task[str]:
+            write = asyncio.ensure_future(db.write(_add_load, "LEFT"))
+            await asyncio.sleep(0.2)  # the writer thread is waiting for the lock file
+            return write
+
+        write = asyncio.run(write_and_leave())  # cancels the write still pending on its way out
+        assert write.cancelled()
+        fcntl.flock(held, fcntl.LOCK_UN)
+        for _ in range(250):  # the writer thread takes the lock, begins, and lets go
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.02)
+        else:
+            pytest.fail("the lock file stayed held after the loop ended")
+        fcntl.flock(held, fcntl.LOCK_UN)
+        assert asyncio.run(db.read(_load_ids)) == []
+    finally:
+        os.close(held)
+        asyncio.run(db.dispose())
