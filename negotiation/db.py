@@ -439,10 +439,11 @@ class _GroupCommit:
     durable as before; units still run one after another, in arrival order.
 
     What may wait runs on the writer thread: taking the write lock (BEGIN, and the lock file
-    below) and COMMIT. The units themselves, a few indexed statements each, run on the loop's
-    thread between the two, like quick reads: on the writer thread every statement released
-    the GIL and waited to take it back from the loop, which under mixed load made a unit take
-    five times its own CPU time while it held the write lock.
+    below) and COMMIT. Units marked :func:`hot_unit` (a round: a few indexed statements) run on
+    the loop's thread between the two, like quick reads: on the writer thread every statement
+    released the GIL and waited to take it back from the loop, which under mixed load made a
+    unit take five times its own CPU time while it held the write lock. Other units may touch
+    many rows (a purge) and run on the writer thread, where SQLite's C code runs without the GIL.
 
     Several service processes on one file (``--workers``) take turns through an exclusive
     ``flock`` on ``lock_path`` around each transaction. Without it they met in SQLite's busy
@@ -529,6 +530,25 @@ class _GroupCommit:
         if not begun.cancelled() and begun.exception() is None:
             self._end(begun.result()[0], asyncio.CancelledError())
 
+    @staticmethod
+    def _run_unit(conn: Connection, unit: _Unit, grouped: bool) -> tuple[bool, Any]:
+        """The unit's outcome; in a group, a unit that raises is rolled back alone.
+
+        Plain SAVEPOINT statements on the driver: SQLAlchemy's begin_nested() cost as much as
+        the unit itself. Units leave their own savepoints closed.
+        """
+        if not grouped:
+            return True, unit.fn(conn, *unit.args, **unit.kwargs)
+        driver_execute(conn, "SAVEPOINT unit")
+        try:
+            result = unit.fn(conn, *unit.args, **unit.kwargs)
+        except Exception as exc:
+            driver_execute(conn, "ROLLBACK TO unit")
+            driver_execute(conn, "RELEASE unit")
+            return False, exc
+        driver_execute(conn, "RELEASE unit")
+        return True, result
+
     async def _commit(self, batch: list[_Unit]) -> None:
         begun = self._executor.submit(self._begin)
         try:
@@ -541,24 +561,19 @@ class _GroupCommit:
             return
         outcomes: list[tuple[bool, Any]] = []
         failure: BaseException | None = None
+        grouped = len(batch) > 1
         try:
-            # Plain SAVEPOINT statements on the driver: SQLAlchemy's begin_nested() cost as
-            # much as the unit itself. Units leave their own savepoints closed.
-            grouped = len(batch) > 1
             for unit in batch:
-                if grouped:
-                    driver_execute(conn, "SAVEPOINT unit")
-                try:
-                    outcomes.append((True, unit.fn(conn, *unit.args, **unit.kwargs)))
-                except Exception as exc:
-                    if not grouped:
-                        raise
-                    driver_execute(conn, "ROLLBACK TO unit")
-                    driver_execute(conn, "RELEASE unit")
-                    outcomes.append((False, exc))
+                if _marked(unit.fn, _HOT):
+                    outcomes.append(self._run_unit(conn, unit, grouped))
                 else:
-                    if grouped:
-                        driver_execute(conn, "RELEASE unit")
+                    on_writer = self._executor.submit(self._run_unit, conn, unit, grouped)
+                    outcomes.append(await asyncio.wrap_future(on_writer))
+        except asyncio.CancelledError:
+            # The loop stopped waiting (shutdown) during a unit on the writer thread: roll back
+            # there once the unit is done (the writer runs one thing at a time, in order).
+            self._executor.submit(self._end, transaction, asyncio.CancelledError())
+            raise
         except Exception as exc:
             failure = exc
         try:

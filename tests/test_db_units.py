@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fcntl
+import gc
 import os
 import threading
 import time
+import warnings
 from decimal import Decimal
 from pathlib import Path
 
@@ -189,21 +191,30 @@ def _threaded(conn: Connection) -> int:
     return threading.get_ident()
 
 
-async def test_only_sqlite_reads_that_may_scan_leave_the_loop_thread(settings: Settings) -> None:
-    """Quick reads and write units run on the event loop's thread on SQLite too (BEGIN and
-    COMMIT, which may wait, on the writer thread); other reads in a reader thread."""
+@hot_unit
+def _hot_thread(conn: Connection) -> int:
+    _LOAD_COUNT.first(conn)
+    return threading.get_ident()
+
+
+async def test_sqlite_runs_quick_reads_and_hot_writes_on_the_loop_thread(
+    settings: Settings,
+) -> None:
+    """On SQLite, quick reads and hot write units run on the event loop's thread (a hot
+    write's BEGIN and COMMIT, which may wait, on the writer thread); other units, which may
+    scan or delete many rows, in a reader or the writer thread. asyncpg runs all on the loop."""
     db = Database(settings)
     try:
         quick, threaded = await db.read(_quick_thread), await db.read(_threaded)
-        written = await db.write(_threaded)
+        hot_write, plain_write = await db.write(_hot_thread), await db.write(_threaded)
     finally:
         await db.dispose()
     loop_thread = threading.get_ident()
-    assert quick == written == loop_thread
+    assert quick == hot_write == loop_thread
     if db.is_sqlite:
-        assert threaded != loop_thread
-    else:  # asyncpg runs every unit on the loop
-        assert threaded == loop_thread
+        assert threaded != loop_thread and plain_write != loop_thread
+    else:
+        assert threaded == plain_write == loop_thread
 
 
 async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
@@ -227,27 +238,47 @@ async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
         await db.dispose()
 
 
+_UNIT_MAY_END = threading.Event()
+
+
+def _add_load_slowly(conn: Connection, load_id: str) -> str:
+    """A plain unit (writer thread) that writes, then waits for the test."""
+    _add_load(conn, load_id)
+    assert _UNIT_MAY_END.wait(5)
+    return load_id
+
+
+@pytest.mark.parametrize("left_while", ["waiting for the lock file", "a unit runs"])
 def test_a_write_left_behind_at_shutdown_does_not_keep_the_lock_file(
-    sqlite_template: Path, tmp_path: Path
+    sqlite_template: Path, tmp_path: Path, left_while: str
 ) -> None:
     """The event loop ends while the writer thread waits for ``<file>-writer.lock`` to begin a
-    write: the transaction it begins once it gets the lock is rolled back at once and the lock
-    released, not held for the rest of the process's life (the other workers would wait)."""
+    write, or while it runs a unit: the transaction is rolled back on the writer thread once
+    it gets there and the lock released, not held for the rest of the process's life (the
+    other worker processes would wait on it)."""
     url = dbutil.copy_sqlite(sqlite_template, tmp_path / "loads.db")
     db = Database(Settings(database_url=url))
     held = os.open(f"{tmp_path / 'loads.db'}-writer.lock", os.O_RDWR | os.O_CREAT)
+    _UNIT_MAY_END.clear()
     try:
-        fcntl.flock(held, fcntl.LOCK_EX)
+        if left_while == "waiting for the lock file":
+            fcntl.flock(held, fcntl.LOCK_EX)
 
         async def write_and_leave() -> asyncio.Task[str]:
-            write = asyncio.ensure_future(db.write(_add_load, "LEFT"))
-            await asyncio.sleep(0.2)  # the writer thread is waiting for the lock file
+            write = asyncio.ensure_future(db.write(_add_load_slowly, "LEFT"))
+            await asyncio.sleep(0.2)  # the writer thread is waiting for the lock, or the test
             return write
 
-        write = asyncio.run(write_and_leave())  # cancels the write still pending on its way out
-        assert write.cancelled()
-        fcntl.flock(held, fcntl.LOCK_UN)
-        for _ in range(250):  # the writer thread takes the lock, begins, and lets go
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            write = asyncio.run(write_and_leave())  # cancels the pending write on its way out
+            assert write.cancelled()
+            fcntl.flock(held, fcntl.LOCK_UN)
+            _UNIT_MAY_END.set()
+            gc.collect()
+        # Ended explicitly, not by the garbage collector dropping the connection mid-use.
+        assert not [w for w in warned if "garbage collector" in str(w.message)]
+        for _ in range(250):  # the writer thread goes on, rolls back and lets go
             try:
                 fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
@@ -258,5 +289,6 @@ def test_a_write_left_behind_at_shutdown_does_not_keep_the_lock_file(
         fcntl.flock(held, fcntl.LOCK_UN)
         assert asyncio.run(db.read(_load_ids)) == []
     finally:
+        _UNIT_MAY_END.set()
         os.close(held)
         asyncio.run(db.dispose())
