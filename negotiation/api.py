@@ -11,8 +11,9 @@ from pydantic import Field, TypeAdapter, ValidationError
 from negotiation.db import Database
 from negotiation.errors import ApiError
 from negotiation.policy import CENT
+from negotiation.recording import PolicySettings, record_round
 from negotiation.schemas import MAX_MONEY
-from negotiation.service import PolicySettings, record_round, utcnow
+from negotiation.service import utcnow
 from negotiation.settings import Settings, get_settings
 
 #: The HTTP API's rules for an offer: positive, finite, at most 10,000,000, two decimals.

@@ -36,7 +36,8 @@ from negotiation.idempotency import IdempotencySettings
 from negotiation.logs import logging_config
 from negotiation.middleware import RequestContextMiddleware
 from negotiation.openapi import DecimalAsNumber, document_errors
-from negotiation.service import PolicySettings, utcnow
+from negotiation.recording import PolicySettings
+from negotiation.service import utcnow
 from negotiation.settings import Settings, settings_or_exit
 from negotiation.templating import environment
 from negotiation.web.auth import EXCEPTION_HANDLERS as UI_EXCEPTION_HANDLERS

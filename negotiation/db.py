@@ -10,9 +10,10 @@ Every query and write in the service is a plain function over a synchronous SQLA
   connection, one at a time, and open with ``BEGIN IMMEDIATE`` so that read-then-write
   sequences are atomic across processes too. Writes that queue up while one commits are
   committed together (group commit, see :class:`_GroupCommit`): one fsync for many units
-  instead of one each; worker processes take turns on a lock file. Write units and reads
-  marked :func:`quick_read` run on the event loop's own thread (BEGIN and COMMIT of a write,
-  which may wait, on a writer thread); other reads in a reader thread, one hop per transaction.
+  instead of one each; worker processes take turns on a lock file. Reads marked
+  :func:`quick_read` and writes marked :func:`hot_unit` run on the event loop's own thread
+  (BEGIN and COMMIT of a write, which may wait, on the writer thread); other writes on the
+  writer thread, other reads in a reader thread, one hop per transaction.
 
 Failures are retried or classified here, once for every unit of work (see docs/RELIABILITY.md):
 a lock held too long (SQLite ``database is locked``, PostgreSQL ``lock_timeout``), a serialization
@@ -429,8 +430,7 @@ class Database:
 
 
 class _GroupCommit:
-    """Runs SQLite write units in the service's event loop thread, committing queued units
-    together.
+    """Runs SQLite write units one after another, committing queued units together.
 
     While a transaction commits (an fsync with ``synchronous=FULL``), new units queue up; the
     next transaction takes all of them (``BEGIN IMMEDIATE``), each unit inside its own

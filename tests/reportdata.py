@@ -23,8 +23,9 @@ from sqlalchemy import Connection, insert
 
 from negotiation.db import Database
 from negotiation.queries import calls, rounds
+from negotiation.recording import PolicySettings, record_round
 from negotiation.schemas import CallCreate, LoadCreate
-from negotiation.service import PolicySettings, create_call, create_load, record_round
+from negotiation.service import create_call, create_load
 from negotiation.settings import Settings
 
 S1, S2, S3 = "sess_report_1", "sess_report_2", "sess_report_3"

@@ -169,7 +169,7 @@ async def until_waiting_for_a_lock(url: str) -> None:
 
 
 # A round is recorded on PostgreSQL in two statements without a lock, or, when another request
-# got in between, in a transaction that locks the session first (service.record_round). The
+# got in between, in a transaction that locks the session first (recording.record_round). The
 # tests below make another request get in between, deterministically: they hold its
 # uncommitted writes open in another transaction until the round waits for them (seen in
 # pg_stat_activity), then commit. With no retries allowed, a round that acted on what it read

@@ -15,8 +15,9 @@ from sqlalchemy import Connection, DateTime, bindparam, insert, text
 from negotiation.db import Database
 from negotiation.errors import ApiError
 from negotiation.queries import rounds
+from negotiation.recording import PolicySettings, record_round
 from negotiation.schemas import CallCreate, LoadCreate
-from negotiation.service import PolicySettings, create_call, create_load, record_round
+from negotiation.service import create_call, create_load
 from negotiation.settings import Settings
 
 START = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)

@@ -20,6 +20,7 @@ from negotiation.errors import ApiError, not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import ANY_SESSION, call_detail, call_exists, rounds_by_call
+from negotiation.recording import record_round
 from negotiation.rounds import rounds_response
 from negotiation.schemas import (
     CallCreate,
@@ -30,13 +31,7 @@ from negotiation.schemas import (
     RoundRead,
     round_json,
 )
-from negotiation.service import (
-    check_session_id,
-    create_call,
-    record_round,
-    update_call,
-    utcnow,
-)
+from negotiation.service import check_session_id, create_call, update_call, utcnow
 
 
 class CallController(Controller):

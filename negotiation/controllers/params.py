@@ -11,7 +11,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from negotiation.db import Database
 from negotiation.pagination import MAX_LIMIT
-from negotiation.service import PolicySettings
+from negotiation.recording import PolicySettings
 
 INT_MAX = 2_147_483_647
 

@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from scenarios import QUERY_LIMIT, SCENARIOS
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 
-from negotiation import queries, service
+from negotiation import queries, recording
 from negotiation.statements import DriverConnection
 
 READS = ("session", "call", "query")
@@ -65,10 +66,10 @@ def _record(conn: Connection, call_id: int, session_id: str, *, unlocked: bool) 
     """A round on ``call_id`` in a new session (the caller rolls it back): record_round as the
     service runs it on this ``conn`` (in a transaction: the locked path), or with ``unlocked``
     PostgreSQL's first try, two statements run here inside the caller's transaction."""
-    cfg = service.PolicySettings(3, service.Decimal("0.10"), 3600, False)
+    cfg = recording.PolicySettings(3, Decimal("0.10"), 3600, False)
     request = {
         "call_id": call_id,
-        "offer": service.Decimal("2500.00"),
+        "offer": Decimal("2500.00"),
         "session_id": session_id,
         "notes": None,
         "cfg": cfg,
@@ -76,8 +77,8 @@ def _record(conn: Connection, call_id: int, session_id: str, *, unlocked: bool) 
     }
     if unlocked:
         driver = DriverConnection(conn.connection, conn.engine)
-        return service._record_unlocked(driver, service._Offer(**request))
-    return service.record_round(conn, **request)
+        return recording._record_unlocked(driver, recording._Offer(**request))
+    return recording.record_round(conn, **request)
 
 
 def _captured(target: Any, fn: Callable[[], Any]) -> list[tuple[str, Any]]:
