@@ -104,13 +104,8 @@ def _with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
-    from negotiation.db import (
-        Database,
-        DatabaseBusy,
-        DatabaseUnavailable,
-        _short_reason,
-        is_sqlite,
-    )
+    from negotiation.db import Database, is_sqlite
+    from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable, short_reason
 
     try:
         settings = get_settings()
@@ -138,7 +133,7 @@ def _with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
     except (DatabaseUnavailable, DatabaseBusy) as exc:
         fail(f"database unavailable: {exc}")
     except DBAPIError as exc:
-        fail(f"database error: {_short_reason(exc)}")
+        fail(f"database error: {short_reason(exc)}")
 
 
 def _write(text: str, output: Path | None) -> None:

@@ -26,7 +26,7 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from negotiation.db import DatabaseBusy, DatabaseUnavailable, InvalidData
+from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import validate_session_id
 from negotiation.middleware import session_in_path
 

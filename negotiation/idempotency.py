@@ -42,7 +42,8 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Row, Table, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from negotiation.db import Database, DatabaseBusy, DatabaseUnavailable
+from negotiation.db import Database
+from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable
 from negotiation.errors import ApiError, envelope
 from negotiation.models import IdempotencyKey
 from negotiation.settings import Settings

@@ -18,9 +18,9 @@ from sqlalchemy import (
     select,
 )
 
-from negotiation.db import hot_unit, quick_read
 from negotiation.models import Call, Load, NegotiationRound, NegotiationSession
 from negotiation.statements import HotStatement
+from negotiation.units import hot_unit, quick_read
 
 loads = cast(Table, Load.__table__)
 calls = cast(Table, Call.__table__)

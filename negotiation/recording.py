@@ -17,7 +17,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from negotiation import policy
-from negotiation.db import hot_unit, own_transaction
 from negotiation.errors import ApiError, not_found
 from negotiation.models import Money
 from negotiation.queries import calls, loads, rounds, session_match, sessions
@@ -30,6 +29,7 @@ from negotiation.sessions import (
 )
 from negotiation.settings import Settings
 from negotiation.statements import DriverConnection, HotStatement
+from negotiation.units import hot_unit, own_transaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ Only statements with fixed shapes belong here; everything else uses ``Connection
 A unit of work made of hot statements only can also run on a :class:`DriverConnection`: a
 DBAPI connection checked out of the engine's pool, with the engine's dialect and events, and no
 ``Connection`` around it. On PostgreSQL that is how :class:`~negotiation.db.Database` runs the
-units marked :func:`~negotiation.db.hot_unit`: SQLAlchemy's asyncio ``Connection`` (checkout,
+units marked :func:`~negotiation.units.hot_unit`: SQLAlchemy's asyncio ``Connection`` (checkout,
 ``run_sync``, transaction bookkeeping) cost more than the statements of a round listing.
 """
 
@@ -142,7 +142,7 @@ class HotStatement:
     come back as named tuples of the statement's columns (with ``_mapping``, like SQLAlchemy's
     rows), with SQLAlchemy's result processing applied. The statement runs in whatever
     transaction the connection is in (none: the driver's autocommit, as for
-    :func:`~negotiation.db.quick_read` units).
+    :func:`~negotiation.units.quick_read` units).
     ``before_cursor_execute`` listeners on the connection are called (with no execution
     context), so statement logs and the query-plan tests see these statements too.
     """

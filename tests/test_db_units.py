@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, select
 
-from negotiation.db import Database, hot_unit, own_transaction, quick_read
+from negotiation.db import Database
 from negotiation.errors import ApiError
 from negotiation.queries import loads
 from negotiation.settings import Settings
 from negotiation.statements import DriverConnection, HotStatement
+from negotiation.units import hot_unit, own_transaction, quick_read
 from tests import dbutil
 from tests.helpers import with_settings
 

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from negotiation.app import create_app
-from negotiation.db import Database, DatabaseBusy, normalize_url
+from negotiation.db import Database, normalize_url
+from negotiation.db_errors import DatabaseBusy
 from negotiation.settings import Settings
 from tests import dbutil
 from tests.conftest import API_KEY, LOAD

@@ -15,7 +15,6 @@ from negotiation.controllers.params import (
     Limit,
     SessionIdQuery,
 )
-from negotiation.db import hot_unit, quick_read
 from negotiation.errors import ApiError, not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import MAX_LIMIT
@@ -32,6 +31,7 @@ from negotiation.schemas import (
     round_json,
 )
 from negotiation.service import check_session_id, create_call, update_call, utcnow
+from negotiation.units import hot_unit, quick_read
 
 
 class CallController(Controller):

@@ -16,13 +16,13 @@ from negotiation.controllers.params import (
     Limit,
     SessionIdQuery,
 )
-from negotiation.db import hot_unit, quick_read
 from negotiation.errors import not_found
 from negotiation.pagination import MAX_LIMIT, decode_cursor, next_cursor
 from negotiation.queries import rounds_by_session, rounds_filtered, session_known
 from negotiation.rounds import rounds_response
 from negotiation.schemas import DecisionKind, Page, RoundRead, UTCDatetime, round_json
 from negotiation.service import check_session_id
+from negotiation.units import hot_unit, quick_read
 
 
 class NegotiationController(Controller):
