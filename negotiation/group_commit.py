@@ -33,11 +33,12 @@ class GroupCommit:
     durable as before; units still run one after another, in arrival order.
 
     What may wait runs on the writer thread: taking the write lock (BEGIN, and the lock file
-    below) and COMMIT. Units marked :func:`hot_unit` (a round: a few indexed statements) run on
-    the loop's thread between the two, like quick reads: on the writer thread every statement
-    released the GIL and waited to take it back from the loop, which under mixed load made a
-    unit take five times its own CPU time while it held the write lock. Other units may touch
-    many rows (a purge) and run on the writer thread, where SQLite's C code runs without the GIL.
+    below) and COMMIT. Units marked :func:`~negotiation.units.hot_unit` (a round: a few indexed
+    statements) run on the loop's thread between the two, like quick reads: on the writer
+    thread every statement released the GIL and waited to take it back from the loop, which
+    under mixed load made a unit take five times its own CPU time while it held the write lock.
+    Other units may touch many rows (a purge) and run on the writer thread, where SQLite's C
+    code runs without the GIL.
 
     Several service processes on one file (``--workers``) take turns through an exclusive
     ``flock`` on ``lock_path`` around each transaction. Without it they met in SQLite's busy
@@ -59,6 +60,7 @@ class GroupCommit:
         self._lock_fd: int | None = None
 
     async def run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        """``fn(conn, *args, **kwargs)`` in the next transaction; its result once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append(_Unit(fn, args, kwargs, future))
