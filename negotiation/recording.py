@@ -98,10 +98,9 @@ _TOUCH = HotStatement(_TOUCH_SESSION)
 _TOUCH_AND_LAST_ROUND = HotStatement(
     postgresql=_LAST_ROUND_QUERY[True].add_cte(_TOUCH_SESSION.cte("touched"))
 )
-#: Every column but the id, which the database assigns.
-_INSERT_ROUND = insert(rounds).values(
-    {c.key: bindparam(c.key, type_=c.type) for c in rounds.c if not c.primary_key}
-)
+#: A round's values, bound by column name: every column but the id, which the database assigns.
+_ROUND_VALUES = {c.key: bindparam(c.key, type_=c.type) for c in rounds.c if not c.primary_key}
+_INSERT_ROUND = insert(rounds).values(_ROUND_VALUES)
 _RECORD = HotStatement(_INSERT_ROUND.returning(*rounds.c))
 _COUNT_ROUND = (
     update(calls)
@@ -127,9 +126,9 @@ _RECORD_AND_CLOSE = {
 }
 
 
-#: PostgreSQL, no lock: the call, its session's row (NULL columns when there is none) and the
-#: negotiation's last round (NULL columns before the first), in one statement.
 def _context_query(in_session: bool) -> Any:
+    """PostgreSQL, no lock: the call, its session's row (NULL columns when there is none) and
+    the negotiation's last round (NULL columns before the first), in one statement."""
     last = _LAST_ROUND_QUERY[in_session].subquery("last_round")
     columns = [*_CALL_COLUMNS, *last.c]
     joined = _CALL_WITH_LOAD.outerjoin(last, true())
@@ -159,17 +158,13 @@ _SESSION_STILL_UNSEEN = (
     .returning(sessions.c.session_id)
     .cte("registered")
 )
-_ROUND_VALUES = [c for c in rounds.c if not c.primary_key]
 
 
 def _guarded_record(guard: Any, close: Any) -> Any:
     """The round inserted, and counted on the call, only if ``guard`` yields a row."""
     recorded = (
         insert(rounds)
-        .from_select(
-            [c.key for c in _ROUND_VALUES],
-            select(*(bindparam(c.key, type_=c.type) for c in _ROUND_VALUES)).select_from(guard),
-        )
+        .from_select(list(_ROUND_VALUES), select(*_ROUND_VALUES.values()).select_from(guard))
         .returning(*rounds.c)
         .cte("recorded")
     )
