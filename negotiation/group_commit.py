@@ -183,8 +183,14 @@ class GroupCommit:
 
 
 def _settle_all(batch: list[_Unit], outcomes: list[tuple[bool, Any]]) -> None:
+    """Answer each unit's caller (one that gave up waiting is skipped)."""
     for unit, (ok, value) in zip(batch, outcomes, strict=True):
-        _settle(unit.future, ok, value)
+        if unit.future.cancelled():
+            continue
+        if ok:
+            unit.future.set_result(value)
+        else:
+            unit.future.set_exception(value)
 
 
 class _Unit:
@@ -198,15 +204,6 @@ class _Unit:
         future: asyncio.Future[Any],
     ) -> None:
         self.fn, self.args, self.kwargs, self.future = fn, args, kwargs, future
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
 
 
 def writer_lock_path(url: URL) -> str | None:
