@@ -45,6 +45,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 # SQLAlchemy's bridge from asyncio to synchronous code, as AsyncConnection.run_sync uses it.
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from negotiation.coalesce import Coalescer
 from negotiation.db_errors import (
     DatabaseBusy,
     DatabaseUnavailable,
@@ -64,6 +65,9 @@ from negotiation.units import is_hot, is_quick_read, owns_transaction
 T = TypeVar("T")
 
 logger = logging.getLogger("negotiation.db")
+
+#: Most items one shared read (Database.read_batched) answers; more wait for the next one.
+READ_BATCH_MAX = 64
 
 
 def normalize_url(url: str | URL, *, asynchronous: bool) -> URL:
@@ -165,6 +169,9 @@ class Database:
             self._pg_reader = self._async_engine.execution_options(isolation_level="AUTOCOMMIT")
         #: Writes still running (possibly for a request that has gone); awaited by dispose().
         self._writes: set[asyncio.Task[Any]] = set()
+        #: Shared reads in flight (read_batched), also awaited by dispose().
+        self._batches: set[asyncio.Task[Any]] = set()
+        self._coalescers: dict[Callable[..., Any], Coalescer[Any, Any]] = {}
 
     @property
     def dialect(self) -> str:
@@ -179,6 +186,28 @@ class Database:
         READ COMMITTED transaction).
         """
         return await self._run(fn, args, kwargs, write=False)
+
+    async def read_batched(self, fn: Callable[[Any, list[Any]], list[T]], item: Any, /) -> T:
+        """``fn(conn, [item])[0]``; on PostgreSQL, from a call shared with concurrent callers.
+
+        ``fn`` is a read unit that answers a list of items with one result each, in order.
+        On PostgreSQL the items asked for at the same time go to one call of ``fn``
+        (:class:`~negotiation.coalesce.Coalescer`): one round trip for all of them. SQLite
+        has no round trip to save, so each item runs on its own.
+        """
+        if self.is_sqlite:
+            return (await self.read(fn, [item]))[0]
+        coalescer = self._coalescers.get(fn)
+        if coalescer is None:
+            coalescer = self._coalescers[fn] = Coalescer(
+                functools.partial(self.read, fn),
+                # A quarter of the pool: the other connections stay free for writes.
+                slots=max(1, self.settings.db_pool_size // 4),
+                max_batch=READ_BATCH_MAX,
+                tasks=self._batches,
+            )
+        result: T = await coalescer(item)
+        return result
 
     async def write(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(conn, *args, **kwargs)`` in a write transaction, committed before returning.
@@ -307,8 +336,8 @@ class Database:
 
     async def dispose(self) -> None:
         """Let running writes finish, then close every pooled connection and worker thread."""
-        if self._writes:
-            await asyncio.wait(set(self._writes))
+        if self._writes or self._batches:
+            await asyncio.wait(self._writes | self._batches)
         if self._async_engine is not None:
             await self._async_engine.dispose()
         if self._loop_reader is not None:

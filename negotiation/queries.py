@@ -8,15 +8,20 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
+    Integer,
     Row,
+    String,
     Table,
     and_,
     bindparam,
     func,
     select,
+    true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from negotiation.models import Call, Load, NegotiationRound, NegotiationSession
 from negotiation.statements import HotStatement
@@ -142,6 +147,64 @@ def rounds_by_session(
 ) -> Sequence[Any]:
     """Rounds of a session across all its calls, oldest first."""
     return _page(conn, limit, session_id=session_id, after_id=after_id)
+
+
+#: One statement for many sessions' pages (PostgreSQL): each page a LATERAL subquery over the
+#: session's index, as rounds_by_session's statement, tagged with its position in the arrays.
+_PAGES = (
+    func.unnest(
+        bindparam("b_sessions", type_=ARRAY(String)),
+        bindparam("b_after_ids", type_=ARRAY(BigInteger)),
+        bindparam("b_limits", type_=ARRAY(Integer)),
+    )
+    .table_valued("session_id", "after_id", "page_limit", with_ordinality="page")
+    .render_derived()
+    .alias("pages")
+)
+_PAGE_ROUNDS = (
+    select(rounds)
+    .where(rounds.c.session_id == _PAGES.c.session_id, rounds.c.id > _PAGES.c.after_id)
+    .order_by(rounds.c.id)
+    .limit(_PAGES.c.page_limit)
+    .lateral("r")
+)
+_SESSION_PAGES = HotStatement(
+    postgresql=select(_PAGES.c.page, _PAGE_ROUNDS)
+    .select_from(_PAGES.join(_PAGE_ROUNDS, true()))
+    .order_by(_PAGES.c.page, _PAGE_ROUNDS.c.id)
+)
+
+#: A page of a session's rounds asked for: (session id, rounds after this id or None, limit).
+SessionPage = tuple[str, int | None, int]
+
+
+@hot_unit
+@quick_read
+def session_pages(conn: Connection, pages: list[SessionPage]) -> list[list[Any] | None]:
+    """For each page asked for, ``limit + 1`` of the session's rounds oldest first (as
+    :func:`rounds_by_session`), or None when the session does not exist.
+
+    Made for :meth:`~negotiation.db.Database.read_batched`: on PostgreSQL, several pages are
+    read by one statement.
+    """
+    if len(pages) > 1 and conn.dialect.name == "postgresql":
+        found: list[list[Any]] = [[] for _ in pages]
+        params = {
+            "b_sessions": [session_id for session_id, _, _ in pages],
+            "b_after_ids": [after_id or 0 for _, after_id, _ in pages],  # ids start at 1
+            "b_limits": [limit + 1 for _, _, limit in pages],
+        }
+        for row in _SESSION_PAGES.all(conn, params):
+            found[row.page - 1].append(row)
+    else:
+        found = [
+            list(rounds_by_session(conn, session_id, after_id=after_id, limit=limit))
+            for session_id, after_id, limit in pages
+        ]
+    return [
+        rows if rows or after_id is not None or session_known(conn, session_id) else None
+        for rows, (session_id, after_id, _) in zip(found, pages, strict=True)
+    ]
 
 
 @hot_unit

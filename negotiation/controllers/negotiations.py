@@ -6,7 +6,6 @@ from typing import Any, cast
 
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, FromQuery
-from sqlalchemy import Connection, Row
 
 from negotiation.controllers.params import (
     AfterId,
@@ -18,11 +17,10 @@ from negotiation.controllers.params import (
 )
 from negotiation.errors import not_found
 from negotiation.pagination import MAX_LIMIT, decode_cursor, next_cursor
-from negotiation.queries import rounds_by_session, rounds_filtered, session_known
+from negotiation.queries import rounds_filtered, session_pages
 from negotiation.rounds import rounds_response
 from negotiation.schemas import DecisionKind, Page, RoundRead, UTCDatetime, round_json
 from negotiation.service import check_session_id
-from negotiation.units import hot_unit, quick_read
 
 
 class NegotiationController(Controller):
@@ -43,7 +41,9 @@ class NegotiationController(Controller):
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
         check_session_id(session_id)
-        rows = await ctx.db.read(_session_rounds, session_id, after_id=after_id, limit=limit)
+        rows = await ctx.db.read_batched(session_pages, (session_id, after_id, limit))
+        if rows is None:
+            raise not_found("SESSION_NOT_FOUND", "Session", session_id)
         return rounds_response(request, rows, limit, ctx.policy.max_rounds)
 
     @get(operation_id="queryRounds", summary="Rounds by call, session, decision and time")
@@ -75,14 +75,3 @@ class NegotiationController(Controller):
             "next_cursor": next_cursor(rows, limit, "rounds", lambda r: r.id),
         }
         return cast("Page[RoundRead]", page)  # encodes as the model would (test_round_views)
-
-
-@hot_unit
-@quick_read
-def _session_rounds(
-    conn: Connection, session_id: str, *, after_id: int | None, limit: int
-) -> list[Row[Any]]:
-    rows = list(rounds_by_session(conn, session_id, after_id=after_id, limit=limit))
-    if not rows and after_id is None and not session_known(conn, session_id):
-        raise not_found("SESSION_NOT_FOUND", "Session", session_id)
-    return rows
