@@ -141,6 +141,13 @@ def study_queries(data: dataset.Dataset) -> dict[str, Any]:
                     {"sql": sql, "plan": _explain(conn, sql, params)} for sql, params in statements
                 ],
             }
+        if conn.dialect.name == "postgresql":  # session listings asked for together
+            sids = [dataset.session_name(rng.randrange(data.sessions)) for _ in range(8)]
+            pages = [(sid, None, 1000) for sid in sids]
+            statements = _captured(conn, lambda: queries.session_pages(conn, pages))
+            out["sessions_together"] = {
+                "plans": [{"sql": q, "plan": _explain(conn, q, p)} for q, p in statements]
+            }
         nested = conn.begin_nested()
         fresh = int(conn.exec_driver_sql("SELECT max(id) FROM calls").scalar_one())
         statements = []
