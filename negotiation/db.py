@@ -193,7 +193,8 @@ class Database:
         ``fn`` is a read unit that answers a list of items with one result each, in order.
         On PostgreSQL the items asked for at the same time go to one call of ``fn``
         (:class:`~negotiation.coalesce.Coalescer`): one round trip for all of them. SQLite
-        has no round trip to save, so each item runs on its own.
+        has no round trip to save, so each item runs on its own. An error fails every item of
+        its call, so items must already be valid for the database (ids in range, and so on).
         """
         if self.is_sqlite:
             return (await self.read(fn, [item]))[0]
@@ -201,7 +202,7 @@ class Database:
         if coalescer is None:
             coalescer = self._coalescers[fn] = Coalescer(
                 functools.partial(self.read, fn),
-                # A quarter of the pool: the other connections stay free for writes.
+                # A quarter of the pool per kind of read: the rest stays free for writes.
                 slots=max(1, self.settings.db_pool_size // 4),
                 max_batch=READ_BATCH_MAX,
                 tasks=self._batches,

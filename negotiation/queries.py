@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -18,6 +18,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    or_,
     select,
     true,
 )
@@ -149,33 +150,71 @@ def rounds_by_session(
     return _page(conn, limit, session_id=session_id, after_id=after_id)
 
 
-#: One statement for many sessions' pages (PostgreSQL): each page a LATERAL subquery over the
-#: session's index, as rounds_by_session's statement, tagged with its position in the arrays.
-_PAGES = (
-    func.unnest(
-        bindparam("b_sessions", type_=ARRAY(String)),
+def _shared_pages(
+    keys: dict[str, Any], match: Callable[[Any], ColumnElement[bool]]
+) -> HotStatement:
+    """One statement for many pages (PostgreSQL): for each page asked for, a LATERAL subquery
+    as the single-page statement runs it, on the same index, tagged with the page's position.
+
+    The pages come as arrays, one per key (``b_<key>s``), then ``b_after_ids`` and ``b_limits``;
+    ``match(pages)`` ties a page's keys to the rounds.
+    """
+    arrays = [bindparam(f"b_{key}s", type_=ARRAY(type_)) for key, type_ in keys.items()]
+    arrays += [
         bindparam("b_after_ids", type_=ARRAY(BigInteger)),
         bindparam("b_limits", type_=ARRAY(Integer)),
+    ]
+    pages = (
+        func.unnest(*arrays)
+        .table_valued(*keys, "after_id", "page_limit", with_ordinality="page")
+        .render_derived()
+        .alias("pages")
     )
-    .table_valued("session_id", "after_id", "page_limit", with_ordinality="page")
-    .render_derived()
-    .alias("pages")
+    page_rounds = (
+        select(rounds)
+        .where(match(pages), rounds.c.id > pages.c.after_id)
+        .order_by(rounds.c.id)
+        .limit(pages.c.page_limit)
+        .lateral("r")
+    )
+    return HotStatement(
+        postgresql=select(pages.c.page, page_rounds)
+        .select_from(pages.join(page_rounds, true()))
+        .order_by(pages.c.page, page_rounds.c.id)
+    )
+
+
+def _read_shared(
+    conn: Connection, statement: HotStatement, keys: tuple[str, ...], pages: list[tuple[Any, ...]]
+) -> list[list[Any]]:
+    """``limit + 1`` rounds for each page (keys..., after id, limit), by one statement."""
+    found: list[list[Any]] = [[] for _ in pages]
+    params: dict[str, list[Any]] = {
+        f"b_{key}s": [p[i] for p in pages] for i, key in enumerate(keys)
+    }
+    params["b_after_ids"] = [p[-2] or 0 for p in pages]  # ids start at 1
+    params["b_limits"] = [p[-1] + 1 for p in pages]
+    for row in statement.all(conn, params):
+        found[row.page - 1].append(row)
+    return found
+
+
+_SESSION_PAGES = _shared_pages(
+    {"session_id": String}, lambda pages: rounds.c.session_id == pages.c.session_id
 )
-_PAGE_ROUNDS = (
-    select(rounds)
-    .where(rounds.c.session_id == _PAGES.c.session_id, rounds.c.id > _PAGES.c.after_id)
-    .order_by(rounds.c.id)
-    .limit(_PAGES.c.page_limit)
-    .lateral("r")
-)
-_SESSION_PAGES = HotStatement(
-    postgresql=select(_PAGES.c.page, _PAGE_ROUNDS)
-    .select_from(_PAGES.join(_PAGE_ROUNDS, true()))
-    .order_by(_PAGES.c.page, _PAGE_ROUNDS.c.id)
+#: A call's rounds in any of its sessions (session NULL) or in one.
+_CALL_PAGES = _shared_pages(
+    {"call_id": Integer, "session_id": String},
+    lambda pages: and_(
+        rounds.c.call_id == pages.c.call_id,
+        or_(pages.c.session_id.is_(None), rounds.c.session_id == pages.c.session_id),
+    ),
 )
 
 #: A page of a session's rounds asked for: (session id, rounds after this id or None, limit).
 SessionPage = tuple[str, int | None, int]
+#: A page of a call's rounds: (call id, session id or None for any, after id or None, limit).
+CallPage = tuple[int, str | None, int | None, int]
 
 
 @hot_unit
@@ -188,14 +227,7 @@ def session_pages(conn: Connection, pages: list[SessionPage]) -> list[list[Any] 
     read by one statement.
     """
     if len(pages) > 1 and conn.dialect.name == "postgresql":
-        found: list[list[Any]] = [[] for _ in pages]
-        params = {
-            "b_sessions": [session_id for session_id, _, _ in pages],
-            "b_after_ids": [after_id or 0 for _, after_id, _ in pages],  # ids start at 1
-            "b_limits": [limit + 1 for _, _, limit in pages],
-        }
-        for row in _SESSION_PAGES.all(conn, params):
-            found[row.page - 1].append(row)
+        found = _read_shared(conn, _SESSION_PAGES, ("session_id",), pages)
     else:
         found = [
             list(rounds_by_session(conn, session_id, after_id=after_id, limit=limit))
@@ -204,6 +236,36 @@ def session_pages(conn: Connection, pages: list[SessionPage]) -> list[list[Any] 
     return [
         rows if rows or after_id is not None or session_known(conn, session_id) else None
         for rows, (session_id, after_id, _) in zip(found, pages, strict=True)
+    ]
+
+
+@hot_unit
+@quick_read
+def call_pages(conn: Connection, pages: list[CallPage]) -> list[list[Any] | None]:
+    """For each page asked for, ``limit + 1`` of the call's rounds oldest first, in one
+    session or any (as :func:`rounds_by_call`), or None when the call does not exist.
+
+    Made for :meth:`~negotiation.db.Database.read_batched`, as :func:`session_pages`.
+    """
+    if len(pages) > 1 and conn.dialect.name == "postgresql":
+        found = _read_shared(conn, _CALL_PAGES, ("call_id", "session_id"), pages)
+    else:
+        found = [
+            list(
+                rounds_by_call(
+                    conn,
+                    call_id,
+                    ANY_SESSION if session_id is None else session_id,
+                    after_id=after_id,
+                    limit=limit,
+                )
+            )
+            for call_id, session_id, after_id, limit in pages
+        ]
+    # A round's call exists (foreign key): the call is looked up only for an empty page.
+    return [
+        rows if rows or call_exists(conn, call_id) else None
+        for rows, (call_id, *_) in zip(found, pages, strict=True)
     ]
 
 

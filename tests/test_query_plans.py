@@ -1,5 +1,5 @@
 """The by-session and by-call+session round queries use their indexes on both databases (and
-so does the one statement that reads several sessions' pages on PostgreSQL).
+so do the statements that read several sessions' or calls' pages at once on PostgreSQL).
 
 The statements are the ones the real query functions issue (captured as they execute), and
 the plans come from the database itself: ``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN`` on
@@ -14,7 +14,14 @@ from typing import Any
 
 from sqlalchemy import Connection, event, insert, text
 
-from negotiation.queries import calls, rounds, rounds_by_call, rounds_by_session, session_pages
+from negotiation.queries import (
+    call_pages,
+    calls,
+    rounds,
+    rounds_by_call,
+    rounds_by_session,
+    session_pages,
+)
 from negotiation.settings import Settings
 from tests.helpers import db_write, insert_load
 
@@ -69,12 +76,13 @@ def _plan_of(conn: Connection, query: Callable[..., Any], *args: Any, **kwargs: 
 
 def _plans(conn: Connection) -> dict[str, str]:
     _seed(conn)
-    together = [("s7", None, 1000), ("s8", 10, 2)]
+    # SQLite reads pages asked for together one by one, each by the single-page statement.
+    shared = slice(None) if conn.dialect.name == "postgresql" else slice(1)
+    sessions = [("s7", None, 1000), ("s8", 10, 2)]
+    calls = [(8, "s7", None, 1000), (9, None, 10, 2)]
     return {
-        # SQLite runs pages asked for together one by one, each the by_session statement.
-        "by_sessions_together": _plan_of(conn, session_pages, together)
-        if conn.dialect.name == "postgresql"
-        else _plan_of(conn, session_pages, together[:1]),
+        "by_sessions_together": _plan_of(conn, session_pages, sessions[shared]),
+        "by_calls_together": _plan_of(conn, call_pages, calls[shared]),
         "by_session": _plan_of(conn, rounds_by_session, "s7", after_id=None, limit=1000),
         "by_session_after": _plan_of(conn, rounds_by_session, "s7", after_id=10, limit=2),
         "by_call_session": _plan_of(conn, rounds_by_call, 8, "s7", after_id=None, limit=1000),
@@ -97,6 +105,7 @@ async def test_round_queries_use_their_indexes(settings: Settings) -> None:
     plans = await db_write(settings, _plans)
     for name, indexes in (
         ("by_sessions_together", SESSION_INDEX),
+        ("by_calls_together", CALL_SESSION_INDEXES),
         ("by_session", SESSION_INDEX),
         ("by_session_after", SESSION_INDEX),
         ("by_call_session", CALL_SESSION_INDEXES),

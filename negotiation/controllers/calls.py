@@ -18,7 +18,7 @@ from negotiation.controllers.params import (
 from negotiation.errors import ApiError, not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.pagination import MAX_LIMIT
-from negotiation.queries import ANY_SESSION, call_detail, call_exists, rounds_by_call
+from negotiation.queries import call_detail, call_pages
 from negotiation.recording import record_round
 from negotiation.rounds import rounds_response
 from negotiation.schemas import (
@@ -31,7 +31,6 @@ from negotiation.schemas import (
     round_json,
 )
 from negotiation.service import check_session_id, create_call, update_call, utcnow
-from negotiation.units import hot_unit, quick_read
 
 
 class CallController(Controller):
@@ -112,23 +111,7 @@ class CallController(Controller):
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
         check_session_id(session_id)
-        rows = await ctx.db.read(
-            _call_rounds,
-            call_id,
-            ANY_SESSION if session_id is None else session_id,
-            after_id=after_id,
-            limit=limit,
-        )
+        rows = await ctx.db.read_batched(call_pages, (call_id, session_id, after_id, limit))
+        if rows is None:
+            raise not_found("CALL_NOT_FOUND", "Call", call_id)
         return rounds_response(request, rows, limit, ctx.policy.max_rounds)
-
-
-@hot_unit
-@quick_read
-def _call_rounds(
-    conn: Any, call_id: int, session_id: Any, *, after_id: int | None, limit: int
-) -> Any:
-    rows = rounds_by_call(conn, call_id, session_id, after_id=after_id, limit=limit)
-    # A round's call exists (foreign key): the call is looked up only for an empty page.
-    if not rows and not call_exists(conn, call_id):
-        raise not_found("CALL_NOT_FOUND", "Call", call_id)
-    return rows

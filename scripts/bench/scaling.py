@@ -141,13 +141,27 @@ def study_queries(data: dataset.Dataset) -> dict[str, Any]:
                     {"sql": sql, "plan": _explain(conn, sql, params)} for sql, params in statements
                 ],
             }
-        if conn.dialect.name == "postgresql":  # session listings asked for together
+        if conn.dialect.name == "postgresql":  # listings asked for together: one statement
             sids = [dataset.session_name(rng.randrange(data.sessions)) for _ in range(8)]
-            pages = [(sid, None, 1000) for sid in sids]
-            statements = _captured(conn, lambda: queries.session_pages(conn, pages))
-            out["sessions_together"] = {
-                "plans": [{"sql": q, "plan": _explain(conn, q, p)} for q, p in statements]
+            call_ids = [rng.randint(1, data.calls) for _ in range(8)]
+            shared = {
+                "sessions_together": lambda: queries.session_pages(
+                    conn, [(sid, None, 1000) for sid in sids]
+                ),
+                "calls_together": lambda: queries.call_pages(
+                    conn,
+                    [
+                        (c, dataset.session_name((c - 1) // dataset.CALLS_PER_SESSION), None, 1000)
+                        for c in call_ids
+                    ],
+                ),
             }
+            for name, read in shared.items():
+                out[name] = {
+                    "plans": [
+                        {"sql": q, "plan": _explain(conn, q, p)} for q, p in _captured(conn, read)
+                    ]
+                }
         nested = conn.begin_nested()
         fresh = int(conn.exec_driver_sql("SELECT max(id) FROM calls").scalar_one())
         statements = []
