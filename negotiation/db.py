@@ -5,6 +5,8 @@ Every query and write in the service is a plain function over a synchronous SQLA
 
 * PostgreSQL: on an ``asyncpg`` engine through ``AsyncConnection.run_sync`` (no threads), or,
   for units marked :func:`~negotiation.units.hot_unit`, on the pooled driver connection.
+  Reads asked for at the same time can share one unit (:meth:`Database.read_batched`, the
+  round listings): one round trip for all of them.
 * SQLite: on the standard ``sqlite3`` driver (the aiosqlite path costs a thread hop per
   statement and measured about 7x slower here). All writes of a process go through one writer
   connection, one at a time, and open with ``BEGIN IMMEDIATE`` so that read-then-write
