@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from litestar import Litestar
 from sqlalchemy import event
 
@@ -27,6 +28,7 @@ from negotiation.queries import (
     session_pages,
 )
 from negotiation.settings import Settings
+from tests import dbutil
 from tests.helpers import Client, concurrent_client, db_read, offer_ok
 
 Make = Callable[..., Awaitable[dict[str, Any]]]
@@ -228,3 +230,29 @@ async def test_one_call_for_many_pages_equals_a_call_for_each(
         for one, other in zip(one_kind, other_kind, strict=True):
             for a, b in zip(one or [], other or [], strict=True):
                 assert {k: v for k, v in b._mapping.items() if k != "page"} == dict(a._mapping)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_listings_read_together_on_connections_killed_while_idle_are_read_again(
+    settings: Settings, make_call: Make, client: Client
+) -> None:
+    """A shared read on a dead pooled connection runs again on a new one, for every listing."""
+    seeded = await _seed(client, make_call)
+    asked = _requests(seeded)
+    alone = [_answer(await client.get(url, params=params)) for url, params in asked]
+    app = create_app(settings)
+    async with concurrent_client(app) as (together_client, _):
+        await asyncio.gather(*(together_client.get(url, params=p) for url, p in asked[:20]))
+        [(killed,)] = await dbutil.execute(
+            settings.database_url,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        assert killed >= 1
+        with shared_statements(app) as shared:
+            responses = await asyncio.gather(
+                *(together_client.get(url, params=params) for url, params in asked)
+            )
+    assert [_answer(r) for r in responses] == alone
+    assert shared
