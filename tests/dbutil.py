@@ -120,6 +120,17 @@ async def execute(url: str, statement: Executable | str, **params: Any) -> list[
         await engine.dispose()
 
 
+async def terminate_backends(url: str) -> int:
+    """End every other session on the PostgreSQL database at ``url``, as a server restart would
+    end the pool's idle connections; how many there were."""
+    [(killed,)] = await execute(
+        url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return int(killed)
+
+
 @asynccontextmanager
 async def locked_row(url: str, table: str, row_id: int) -> AsyncIterator[None]:
     """Hold ``SELECT ... FOR UPDATE`` on one row from another connection (PostgreSQL)."""

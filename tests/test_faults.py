@@ -312,12 +312,7 @@ async def test_pooled_connections_killed_while_idle_cost_no_read_and_recover(
         client.headers["X-API-Key"] = API_KEY
 
         async def kill_backends() -> None:
-            [(killed,)] = await dbutil.execute(
-                postgres_database,
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            )
-            assert killed >= 1
+            assert await dbutil.terminate_backends(postgres_database) >= 1
 
         call_id = await seed(client)  # leaves a pooled connection behind
         await kill_backends()

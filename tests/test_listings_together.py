@@ -125,12 +125,19 @@ def _answer(response: httpx.Response) -> tuple[int, Any, str | None]:
     return response.status_code, body, response.headers.get("link")
 
 
+async def _asked_and_answered_alone(
+    client: Client, make_call: Make
+) -> tuple[Seeded, list[tuple[str, dict[str, Any]]], list[tuple[int, Any, str | None]]]:
+    """The seeded rounds, the listings to ask for, and each one's answer asked for alone."""
+    seeded = await _seed(client, make_call)
+    asked = _requests(seeded)
+    return seeded, asked, [_answer(await client.get(url, params=p)) for url, p in asked]
+
+
 async def test_listings_asked_together_answer_as_each_would_alone(
     settings: Settings, client: Client, make_call: Make
 ) -> None:
-    seeded = await _seed(client, make_call)
-    asked = _requests(seeded)
-    alone = [_answer(await client.get(url, params=params)) for url, params in asked]
+    seeded, asked, alone = await _asked_and_answered_alone(client, make_call)
     # Spot-check the answers themselves, not only their agreement.
     answers = dict(zip([(u, tuple(p.items())) for u, p in asked], alone, strict=True))
     first = answers[("/api/negotiations/session/together-4", ())]
@@ -238,18 +245,11 @@ async def test_listings_read_together_on_connections_killed_while_idle_are_read_
     settings: Settings, make_call: Make, client: Client
 ) -> None:
     """A shared read on a dead pooled connection runs again on a new one, for every listing."""
-    seeded = await _seed(client, make_call)
-    asked = _requests(seeded)
-    alone = [_answer(await client.get(url, params=params)) for url, params in asked]
+    _, asked, alone = await _asked_and_answered_alone(client, make_call)
     app = create_app(settings)
     async with concurrent_client(app) as (together_client, _):
         await asyncio.gather(*(together_client.get(url, params=p) for url, p in asked[:20]))
-        [(killed,)] = await dbutil.execute(
-            settings.database_url,
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        assert killed >= 1
+        assert await dbutil.terminate_backends(settings.database_url) >= 1
         with shared_statements(app) as shared:
             responses = await asyncio.gather(
                 *(together_client.get(url, params=params) for url, params in asked)
