@@ -184,10 +184,17 @@ def _shared_pages(
     )
 
 
-def _read_shared(
-    conn: Connection, statement: HotStatement, keys: tuple[str, ...], pages: list[tuple[Any, ...]]
+def _pages_of(
+    conn: Connection,
+    pages: list[Any],
+    statement: HotStatement,
+    keys: tuple[str, ...],
+    one: Callable[..., Sequence[Any]],
 ) -> list[list[Any]]:
-    """``limit + 1`` rounds for each page (keys..., after id, limit), by one statement."""
+    """``limit + 1`` rounds for each page (keys..., after id, limit): on PostgreSQL, several by
+    one ``statement``; otherwise each by ``one(conn, *keys, after_id=, limit=)``."""
+    if len(pages) == 1 or conn.dialect.name != "postgresql":
+        return [list(one(conn, *p[:-2], after_id=p[-2], limit=p[-1])) for p in pages]
     found: list[list[Any]] = [[] for _ in pages]
     params: dict[str, list[Any]] = {
         f"b_{key}s": [p[i] for p in pages] for i, key in enumerate(keys)
@@ -226,17 +233,23 @@ def session_pages(conn: Connection, pages: list[SessionPage]) -> list[list[Any] 
     Made for :meth:`~negotiation.db.Database.read_batched`: on PostgreSQL, several pages are
     read by one statement.
     """
-    if len(pages) > 1 and conn.dialect.name == "postgresql":
-        found = _read_shared(conn, _SESSION_PAGES, ("session_id",), pages)
-    else:
-        found = [
-            list(rounds_by_session(conn, session_id, after_id=after_id, limit=limit))
-            for session_id, after_id, limit in pages
-        ]
+    found = _pages_of(conn, pages, _SESSION_PAGES, ("session_id",), rounds_by_session)
     return [
         rows if rows or after_id is not None or session_known(conn, session_id) else None
         for rows, (session_id, after_id, _) in zip(found, pages, strict=True)
     ]
+
+
+def _rounds_of_call(
+    conn: Connection, call_id: int, session_id: str | None, *, after_id: int | None, limit: int
+) -> Sequence[Any]:
+    return rounds_by_call(
+        conn,
+        call_id,
+        ANY_SESSION if session_id is None else session_id,
+        after_id=after_id,
+        limit=limit,
+    )
 
 
 @hot_unit
@@ -247,21 +260,7 @@ def call_pages(conn: Connection, pages: list[CallPage]) -> list[list[Any] | None
 
     Made for :meth:`~negotiation.db.Database.read_batched`, as :func:`session_pages`.
     """
-    if len(pages) > 1 and conn.dialect.name == "postgresql":
-        found = _read_shared(conn, _CALL_PAGES, ("call_id", "session_id"), pages)
-    else:
-        found = [
-            list(
-                rounds_by_call(
-                    conn,
-                    call_id,
-                    ANY_SESSION if session_id is None else session_id,
-                    after_id=after_id,
-                    limit=limit,
-                )
-            )
-            for call_id, session_id, after_id, limit in pages
-        ]
+    found = _pages_of(conn, pages, _CALL_PAGES, ("call_id", "session_id"), _rounds_of_call)
     # A round's call exists (foreign key): the call is looked up only for an empty page.
     return [
         rows if rows or call_exists(conn, call_id) else None
@@ -294,11 +293,6 @@ def rounds_filtered(
     )
 
 
-@quick_read
-def session_by_id(conn: Connection, session_id: str) -> Row[Any] | None:
-    return conn.execute(select(sessions).where(sessions.c.session_id == session_id)).first()
-
-
 _SESSION_CREATED = HotStatement(
     select(sessions.c.session_id).where(sessions.c.session_id == bindparam("b_session_id"))
 )
@@ -319,10 +313,6 @@ def session_known(conn: Connection, session_id: str) -> bool:
     if _SESSION_CREATED.first(conn, {"b_session_id": session_id}) is not None:
         return True
     return session_used_by_rounds(conn, session_id)
-
-
-def round_count_by_call(conn: Connection, call_id: int) -> int:
-    return int(conn.execute(select(func.count()).where(rounds.c.call_id == call_id)).scalar_one())
 
 
 @quick_read
