@@ -169,6 +169,8 @@ class Database:
             # they see exactly what they saw before. Other reads keep a transaction: a streaming
             # read (server-side cursor) needs one.
             self._pg_reader = self._async_engine.execution_options(isolation_level="AUTOCOMMIT")
+            #: Turns at the pool's connections, in the order they were asked for.
+            self._connections = asyncio.Semaphore(settings.db_pool_size)
         #: Writes still running (possibly for a request that has gone); awaited by dispose().
         self._writes: set[asyncio.Task[Any]] = set()
         #: Shared reads in flight (read_batched), also awaited by dispose().
@@ -267,14 +269,11 @@ class Database:
         self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *, write: bool
     ) -> T:
         if self._async_engine is not None:
-            if is_hot(fn):
-                autocommit = not write or owns_transaction(fn)
-                return await greenlet_spawn(self._on_driver, fn, args, kwargs, autocommit)
-            if not write and is_quick_read(fn):
-                async with self._pg_reader.connect() as conn:
-                    return await conn.run_sync(fn, *args, **kwargs)
-            async with self._async_engine.begin() as conn:
-                return await conn.run_sync(fn, *args, **kwargs)
+            await self._connection_turn()
+            try:
+                return await self._attempt_postgres(fn, args, kwargs, write=write)
+            finally:
+                self._connections.release()
         if write:
             return await self._group_commit.run(fn, args, kwargs)
         assert self._reader is not None
@@ -283,6 +282,38 @@ class Database:
         loop = asyncio.get_running_loop()
         call = functools.partial(_in_transaction, self._reader, fn, args, kwargs)
         return await loop.run_in_executor(self._read_executor, call)
+
+    async def _connection_turn(self) -> None:
+        """Wait, first come first served, until one of the pool's connections is this unit's.
+
+        SQLAlchemy's asyncio pool gives a returned connection to whoever asks next, ahead of
+        the requests already waiting (and a task that asks again at once keeps it), so with
+        more requests than connections some waited far longer than the rest. The semaphore,
+        as large as the pool, queues them in order; the pool itself then never makes one wait.
+        """
+        if not self._connections.locked():
+            await self._connections.acquire()  # a free one: taken without waiting
+            return
+        try:
+            async with asyncio.timeout(self.settings.db_pool_timeout_ms / 1000):
+                await self._connections.acquire()
+        except TimeoutError:
+            raise DatabaseBusy(
+                f"no database connection came free in {self.settings.db_pool_timeout_ms} ms"
+            ) from None
+
+    async def _attempt_postgres(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *, write: bool
+    ) -> T:
+        assert self._async_engine is not None
+        if is_hot(fn):
+            autocommit = not write or owns_transaction(fn)
+            return await greenlet_spawn(self._on_driver, fn, args, kwargs, autocommit)
+        if not write and is_quick_read(fn):
+            async with self._pg_reader.connect() as conn:
+                return await conn.run_sync(fn, *args, **kwargs)
+        async with self._async_engine.begin() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
 
     def _on_driver(
         self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], autocommit: bool

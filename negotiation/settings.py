@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     #: Milliseconds a SQLite connection waits for another process's write lock.
     sqlite_busy_timeout_ms: int = Field(5000, ge=0)
-    db_pool_size: int = Field(20, ge=1)
+    #: Database connections per worker process (SQLite: reader threads). PostgreSQL serves a
+    #: round with less CPU from fewer busy backends; see docs/PERFORMANCE.md, sixth round.
+    db_pool_size: int = Field(8, ge=1)
+    #: PostgreSQL: how long a unit waits for a pooled connection before answering 503.
+    db_pool_timeout_ms: int = Field(5000, ge=0)
     #: PostgreSQL: how long a statement waits for a row lock before the attempt counts as busy.
     lock_timeout_ms: int = Field(5000, ge=0)
     #: Extra attempts of a transaction that hit a lock, a serialization failure or a deadlock.

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Connection, func, insert, select
 
 from negotiation.db import Database
+from negotiation.db_errors import DatabaseBusy
 from negotiation.errors import ApiError
 from negotiation.queries import loads
 from negotiation.settings import Settings
@@ -56,8 +57,10 @@ async def test_queued_writes_keep_their_own_outcome(settings: Settings) -> None:
     release = threading.Event()
 
     def _first(conn: Connection) -> str:
-        # Holds the writer until every other unit is queued, so SQLite batches them.
-        release.wait(10)
+        # Holds SQLite's writer thread until every other unit is queued, so they are batched.
+        # (On PostgreSQL a unit runs in a greenlet on the event loop's thread: no waiting there.)
+        if conn.dialect.name == "sqlite":
+            release.wait(10)
         return _add_load(conn, "L000")
 
     try:
@@ -176,6 +179,53 @@ async def test_a_hot_unit_cannot_run_a_statement_that_is_not_hot(settings: Setti
             with pytest.raises(TypeError, match="HotStatements only"):
                 await db.read(_hot_but_not_hot)
     finally:
+        await db.dispose()
+
+
+@hot_unit
+def _count_as(conn: Connection, name: str, turns: list[str]) -> int:
+    turns.append(name)
+    counted = _LOAD_COUNT.first(conn)
+    assert counted is not None
+    return int(counted.n)
+
+
+@pytest.mark.postgres
+async def test_postgres_units_get_connections_in_the_order_they_asked(postgres_url: str) -> None:
+    """With one connection and three requesters that each ask again as soon as they are
+    answered, each waits its turn: none keeps the connection by asking first again."""
+    db = Database(Settings(database_url=postgres_url, db_pool_size=1))
+    turns: list[str] = []
+
+    async def requester(name: str) -> None:
+        for _ in range(4):
+            await db.read(_count_as, name, turns)
+
+    try:
+        await asyncio.gather(*(requester(name) for name in "abc"))
+    finally:
+        await db.dispose()
+    assert turns == list("abc") * 4
+
+
+def _hold_connection(conn: Connection, held: asyncio.Event) -> None:
+    held.set()  # a unit runs in a greenlet on the event loop's thread
+    conn.exec_driver_sql("SELECT pg_sleep(2)")
+
+
+@pytest.mark.postgres
+async def test_a_postgres_unit_with_no_connection_free_in_time_is_busy(postgres_url: str) -> None:
+    db = Database(Settings(database_url=postgres_url, db_pool_size=1, db_pool_timeout_ms=100))
+    held = asyncio.Event()
+    holder = asyncio.ensure_future(db.read(_hold_connection, held))
+    try:
+        await held.wait()
+        with pytest.raises(DatabaseBusy, match="no database connection came free in 100 ms"):
+            await db.read(_count_as, "late", [])
+        await holder
+        assert await db.read(_count_as, "after", []) == 0  # the connection is free again
+    finally:
+        holder.cancel()
         await db.dispose()
 
 
