@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -181,3 +182,10 @@ def insert_load(conn: Connection, load_id: str, loadboard_rate: float, **fields:
     conn.execute(
         insert(loads).values(load_id=load_id, loadboard_rate=loadboard_rate, **values | fields)
     )
+
+
+def hold_a_connection(conn: Connection, held: threading.Event, seconds: float = 2) -> None:
+    """A PostgreSQL unit that keeps its connection ``seconds``; ``held`` is set once it has it
+    (a thread's event: the app under a test client runs on a loop of its own)."""
+    held.set()
+    conn.exec_driver_sql(f"SELECT pg_sleep({seconds})")

@@ -24,7 +24,7 @@ from negotiation.settings import Settings
 from negotiation.statements import DriverConnection, HotStatement
 from negotiation.units import hot_unit, own_transaction, quick_read
 from tests import dbutil
-from tests.helpers import with_settings
+from tests.helpers import hold_a_connection, with_settings
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -208,18 +208,13 @@ async def test_postgres_units_get_connections_in_the_order_they_asked(postgres_u
     assert turns == list("abc") * 4
 
 
-def _hold_connection(conn: Connection, held: asyncio.Event) -> None:
-    held.set()  # a unit runs in a greenlet on the event loop's thread
-    conn.exec_driver_sql("SELECT pg_sleep(2)")
-
-
 @pytest.mark.postgres
 async def test_a_postgres_unit_with_no_connection_free_in_time_is_busy(postgres_url: str) -> None:
     db = Database(Settings(database_url=postgres_url, db_pool_size=1, db_pool_timeout_ms=100))
-    held = asyncio.Event()
-    holder = asyncio.ensure_future(db.read(_hold_connection, held))
+    held = threading.Event()
+    holder = asyncio.ensure_future(db.read(hold_a_connection, held))
     try:
-        await held.wait()
+        await asyncio.to_thread(held.wait, 10)
         with pytest.raises(DatabaseBusy, match="no database connection came free in 100 ms"):
             await db.read(_count_as, "late", [])
         await holder

@@ -13,6 +13,7 @@ import hashlib
 import os
 import resource
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -29,7 +30,7 @@ from negotiation.app import create_app
 from negotiation.settings import Settings
 from tests import dbutil, pgcluster
 from tests.conftest import API_KEY, LOAD
-from tests.helpers import concurrent_client, with_settings
+from tests.helpers import concurrent_client, hold_a_connection, with_settings
 from tests.server import running_server
 from tests.test_races import held_lock, setup_calls
 
@@ -132,6 +133,36 @@ async def test_postgres_stopped_and_restarted_under_the_running_app() -> None:
             await assert_outage(c, app, call_id)
             await asyncio.to_thread(pg.start)
             await assert_recovered(c, call_id, round_number=2)
+
+
+@pytest.mark.postgres
+async def test_requests_finding_every_connection_busy_are_503_then_served(
+    postgres_url: str,
+) -> None:
+    """The worker's only connection held past DB_POOL_TIMEOUT_MS: a round and a listing answer
+    503 DATABASE_BUSY and nothing is written; once it is free both are served."""
+    settings = Settings(
+        database_url=postgres_url, api_keys=(API_KEY,), db_pool_size=1, db_pool_timeout_ms=100
+    )
+    app = create_app(settings)
+    async with AsyncTestClient(app) as c:
+        c.headers["X-API-Key"] = API_KEY
+        call_id = await seed(c)
+        held = threading.Event()
+        # On the app's own loop (the client's portal thread), as its requests run.
+        holder = c.blocking_portal.start_task_soon(app.state.db.read, hold_a_connection, held)
+        await asyncio.to_thread(held.wait, 10)
+        for method, path, body in [
+            ("POST", f"/api/calls/{call_id}/negotiate", {"carrier_offer": 2450}),
+            ("GET", f"/api/calls/{call_id}/negotiations", None),
+            ("GET", "/api/negotiations/session/s-f", None),
+        ]:
+            r = await c.request(method, path, json=body)
+            assert r.status_code == 503, (method, path, r.text)
+            assert r.json()["error"]["code"] == "DATABASE_BUSY", r.text
+            assert r.headers["Retry-After"] == "1"
+        await asyncio.wrap_future(holder)
+        await assert_recovered(c, call_id, round_number=2)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
