@@ -115,11 +115,22 @@ _CLOSE_CALL_QUERY = {
     "counter": _COUNT_ROUND,
 }
 _CLOSE_CALL = {decision: HotStatement(close) for decision, close in _CLOSE_CALL_QUERY.items()}
-#: PostgreSQL: the round inserted and the call's counters updated in one statement.
+#: PostgreSQL: the call's counters updated and the round inserted in one statement, in that
+#: order (the insert reads the update's row), so the call's row is locked before the round's
+#: number is taken, as on the locked path: a round that took the number first and then waited
+#: for the lock deadlocked with the lock's holder inserting the same number.
 _RECORD_AND_CLOSE = {
     decision: HotStatement(
-        postgresql=select(_INSERT_ROUND.returning(*rounds.c).cte("recorded")).add_cte(
-            close.cte("closed")
+        postgresql=select(
+            insert(rounds)
+            .from_select(
+                list(_ROUND_VALUES),
+                select(*_ROUND_VALUES.values()).select_from(
+                    close.returning(calls.c.id).cte("closed")
+                ),
+            )
+            .returning(*rounds.c)
+            .cte("recorded")
         )
     )
     for decision, close in _CLOSE_CALL_QUERY.items()

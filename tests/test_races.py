@@ -215,6 +215,44 @@ async def test_a_round_that_waited_for_its_session_reads_the_round_committed_mea
 
 
 @pytest.mark.postgres
+async def test_a_call_round_takes_the_calls_lock_before_it_inserts(postgres_url: str) -> None:
+    """A round of a call's own negotiation (no session) locks the call's row before inserting,
+    as the locked path does. Otherwise one that had inserted round 2 and waited for the lock
+    deadlocked with the lock's holder inserting round 2 too: 50 offers at once took seconds,
+    one deadlock_timeout per collision."""
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,), db_retries=0))
+    async with concurrent_client(app) as (c, _):
+        [call_id] = await setup_calls(c, 1)
+        url = f"/api/calls/{call_id}/negotiate"
+        body = {"carrier_offer": ABOVE_CEILING}
+        assert (await c.post(url, json=body)).json()["round_number"] == 1
+        call = {"call": call_id}
+        async with other_transaction(postgres_url) as other:
+            # The locked path's round 2: the call's row locked, then the round inserted. A
+            # deadlock is reported to this transaction, after 10 ms of waiting.
+            await other.execute(text("SET LOCAL deadlock_timeout = '10ms'"))
+            await other.execute(text("SELECT id FROM calls WHERE id = :call FOR UPDATE"), call)
+            waiting = asyncio.create_task(c.post(url, json=body))
+            await until_waiting_for_a_lock(postgres_url)
+            await other.execute(
+                text(
+                    "INSERT INTO negotiations (call_id, round_number, carrier_offer, decision, "
+                    "counter_offer, timestamp) VALUES (:call, 2, 2400, 'counter', 2100, now())"
+                ),
+                call,
+            )
+            await other.execute(
+                text("UPDATE calls SET negotiation_rounds = 2 WHERE id = :call"), call
+            )
+            await other.commit()
+        response = await waiting
+        assert response.status_code == 201, response.text
+        assert response.json()["round_number"] == 3
+        assert response.json()["decision"] == "reject"  # the last round of three
+    assert await duplicate_round_numbers(postgres_url) == []
+
+
+@pytest.mark.postgres
 async def test_a_session_closed_while_a_round_waits_refuses_the_round(postgres_url: str) -> None:
     app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,), db_retries=0))
     async with concurrent_client(app) as (c, _):
