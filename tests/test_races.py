@@ -169,6 +169,27 @@ async def until_waiting_for_a_lock(url: str) -> None:
     await dbutil.wait_for_row(url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
 
 
+async def insert_round_two(other: Any, call_id: int, session_id: str | None) -> None:
+    """Round 2 of the negotiation, inserted in the other transaction as a round would be."""
+    await other.execute(
+        text(
+            "INSERT INTO negotiations (call_id, session_id, round_number, carrier_offer, "
+            "decision, counter_offer, timestamp) "
+            "VALUES (:call, :session, 2, 2400, 'counter', 2100, now())"
+        ),
+        {"call": call_id, "session": session_id},
+    )
+
+
+async def assert_recorded_as_the_last_round(waiting: Any, url: str) -> None:
+    """The round that waited was recorded after round 2, as round 3 of 3; none duplicated."""
+    response = await waiting
+    assert response.status_code == 201, response.text
+    assert response.json()["round_number"] == 3
+    assert response.json()["decision"] == "reject"  # the last round of three
+    assert await duplicate_round_numbers(url) == []
+
+
 # A round is recorded on PostgreSQL in two statements without a lock, or, when another request
 # got in between, in a transaction that locks the session first (recording.record_round). The
 # tests below make another request get in between, deterministically: they hold its
@@ -196,22 +217,11 @@ async def test_a_round_that_waited_for_its_session_reads_the_round_committed_mea
             await other.execute(
                 text("UPDATE sessions SET last_activity = now() WHERE session_id = 'waited'")
             )
-            await other.execute(
-                text(
-                    "INSERT INTO negotiations (call_id, session_id, round_number, "
-                    "carrier_offer, decision, counter_offer, timestamp) VALUES "
-                    "(:call, 'waited', 2, 2400, 'counter', 2100, now())"
-                ),
-                {"call": call_id},
-            )
+            await insert_round_two(other, call_id, "waited")
             waiting = asyncio.create_task(c.post(url, json=body, headers=headers))
             await until_waiting_for_a_lock(postgres_url)
             await other.commit()
-        response = await waiting
-        assert response.status_code == 201, response.text
-        assert response.json()["round_number"] == 3
-        assert response.json()["decision"] == "reject"  # the last round of three
-        assert await duplicate_round_numbers(postgres_url) == []
+        await assert_recorded_as_the_last_round(waiting, postgres_url)
 
 
 @pytest.mark.postgres
@@ -234,22 +244,12 @@ async def test_a_call_round_takes_the_calls_lock_before_it_inserts(postgres_url:
             await other.execute(text("SELECT id FROM calls WHERE id = :call FOR UPDATE"), call)
             waiting = asyncio.create_task(c.post(url, json=body))
             await until_waiting_for_a_lock(postgres_url)
-            await other.execute(
-                text(
-                    "INSERT INTO negotiations (call_id, round_number, carrier_offer, decision, "
-                    "counter_offer, timestamp) VALUES (:call, 2, 2400, 'counter', 2100, now())"
-                ),
-                call,
-            )
+            await insert_round_two(other, call_id, None)
             await other.execute(
                 text("UPDATE calls SET negotiation_rounds = 2 WHERE id = :call"), call
             )
             await other.commit()
-        response = await waiting
-        assert response.status_code == 201, response.text
-        assert response.json()["round_number"] == 3
-        assert response.json()["decision"] == "reject"  # the last round of three
-    assert await duplicate_round_numbers(postgres_url) == []
+        await assert_recorded_as_the_last_round(waiting, postgres_url)
 
 
 @pytest.mark.postgres
