@@ -115,23 +115,25 @@ _CLOSE_CALL_QUERY = {
     "counter": _COUNT_ROUND,
 }
 _CLOSE_CALL = {decision: HotStatement(close) for decision, close in _CLOSE_CALL_QUERY.items()}
+
+
+def _round_inserted_for(source: Any) -> Any:
+    """The round inserted (a ``recorded`` CTE) once per row of ``source``: none, or one."""
+    return (
+        insert(rounds)
+        .from_select(list(_ROUND_VALUES), select(*_ROUND_VALUES.values()).select_from(source))
+        .returning(*rounds.c)
+        .cte("recorded")
+    )
+
+
 #: PostgreSQL: the call's counters updated and the round inserted in one statement, in that
 #: order (the insert reads the update's row), so the call's row is locked before the round's
 #: number is taken, as on the locked path: a round that took the number first and then waited
 #: for the lock deadlocked with the lock's holder inserting the same number.
 _RECORD_AND_CLOSE = {
     decision: HotStatement(
-        postgresql=select(
-            insert(rounds)
-            .from_select(
-                list(_ROUND_VALUES),
-                select(*_ROUND_VALUES.values()).select_from(
-                    close.returning(calls.c.id).cte("closed")
-                ),
-            )
-            .returning(*rounds.c)
-            .cte("recorded")
-        )
+        postgresql=select(_round_inserted_for(close.returning(calls.c.id).cte("closed")))
     )
     for decision, close in _CLOSE_CALL_QUERY.items()
 }
@@ -173,12 +175,7 @@ _SESSION_STILL_UNSEEN = (
 
 def _guarded_record(guard: Any, close: Any) -> Any:
     """The round inserted, and counted on the call, only if ``guard`` yields a row."""
-    recorded = (
-        insert(rounds)
-        .from_select(list(_ROUND_VALUES), select(*_ROUND_VALUES.values()).select_from(guard))
-        .returning(*rounds.c)
-        .cte("recorded")
-    )
+    recorded = _round_inserted_for(guard)
     return select(recorded).add_cte(close.where(exists().select_from(recorded)).cte("closed"))
 
 
