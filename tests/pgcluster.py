@@ -2,6 +2,10 @@
 
 ``initdb`` into a temporary directory, served on a free port of 127.0.0.1 by ``pg_ctl``. As
 root (CI, the dev machines) the server runs as the ``postgres`` user, as PostgreSQL requires.
+
+``./scripts/test`` uses it from the command line to give the suite a PostgreSQL when
+``NEGOTIATION_TEST_POSTGRES_URL`` is not set: ``python -m tests.pgcluster check`` (exit 1 with the
+reason when no cluster can be made), ``start`` (prints the directory and the URL), ``stop DIR``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -52,9 +57,9 @@ def unavailable_reason() -> str | None:
 class ThrowawayCluster:
     """``with ThrowawayCluster() as pg: pg.url; pg.stop(); pg.start()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="negotiation-pg-"))
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="negotiation-pg-"))
         self.data = self.dir / "data"
         self._user: list[str] = []
         if os.geteuid() == 0:
@@ -104,3 +109,31 @@ class ThrowawayCluster:
             pass  # already stopped
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    """``check`` | ``start`` (prints ``DIR URL``) | ``stop DIR``: see the module docstring."""
+    command = argv[0] if argv else ""
+    if command == "check":
+        reason = unavailable_reason()
+        print(reason or "ok")
+        return 1 if reason else 0
+    if command == "start":
+        cluster = ThrowawayCluster()
+        cluster.init()
+        cluster.start()
+        print(cluster.dir, cluster.url)
+        return 0
+    if command == "stop" and len(argv) == 2:
+        cluster = ThrowawayCluster(Path(argv[1]))
+        try:
+            cluster.stop("immediate")
+        finally:
+            shutil.rmtree(cluster.dir, ignore_errors=True)
+        return 0
+    print("usage: python -m tests.pgcluster check | start | stop DIR", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
