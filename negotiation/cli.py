@@ -302,7 +302,7 @@ def serve(
 
     settings = settings_or_exit()
     uvicorn.run(
-        "negotiation.app:create_app",
+        "negotiation.app:create_served_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,

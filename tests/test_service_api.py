@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 import negotiation
-from negotiation.app import create_app
 from negotiation.errors import ApiError
 from negotiation.settings import Settings
 from tests.helpers import Client
@@ -152,14 +149,3 @@ async def test_openapi_document(client: Client) -> None:
     assert len(operation_ids) == len(set(operation_ids))
     assert set(operation_ids) >= EXPECTED_OPERATIONS
     assert (await client.get("/schema", headers={"X-API-Key": ""})).status_code == 200
-
-
-async def test_the_startup_heap_is_frozen_while_the_app_runs(settings: Settings) -> None:
-    """The cyclic collector skips what lives as long as the app (full collections under load
-    took 60-100 ms and set the p99 of every request), and gets it back at shutdown."""
-    app = create_app(settings)
-    assert gc.get_freeze_count() == 0
-    async with AsyncTestClient(app) as c:
-        assert gc.get_freeze_count() > 10_000
-        assert (await c.get("/health")).status_code == 200
-    assert gc.get_freeze_count() == 0
