@@ -53,7 +53,7 @@ from negotiation.db_errors import (
     DatabaseUnavailable,
     InvalidData,
     invalidating,
-    is_locked,
+    is_busy,
     is_retryable,
     is_unreachable,
     short_reason,
@@ -254,7 +254,7 @@ class Database:
                     delay = min(0.5, 0.02 * 2**attempt) * (0.5 + random.random())  # noqa: S311
                     await asyncio.sleep(delay)
                     continue
-                if is_locked(exc) or sqlstate(exc) in ("40001", "40P01", "55P03"):
+                if is_busy(exc):
                     raise DatabaseBusy(short_reason(exc)) from exc
                 if is_unreachable(exc):
                     raise DatabaseUnavailable(short_reason(exc)) from exc

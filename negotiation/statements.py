@@ -2,8 +2,8 @@
 
 The round paths (record a round, list a session's or a call's rounds) run a handful of small
 indexed statements per request. Through ``Connection.execute`` each costs SQLAlchemy's
-execution machinery (cache key, execution context, result metadata), about 80 µs on this
-service's machines against about 10 µs for the statement itself in ``sqlite3``
+execution machinery (cache key, execution context, result metadata), about 115 µs on this
+service's machines against about 12.5 µs for the statement itself in ``sqlite3``
 (docs/PERFORMANCE.md). A :class:`HotStatement` keeps the statement written as a Core
 construct over the models' tables, compiles it once per dialect, and then executes the
 compiled SQL on the DBAPI cursor of the same ``Connection``, applying the same bind and result
