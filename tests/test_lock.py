@@ -21,7 +21,8 @@ def _pins(lock: Path) -> dict[str, str]:
     for line in lock.read_text().splitlines():
         if line and not line.startswith((" ", "#")):
             requirement = Requirement(line.split(";")[0].strip())
-            pins[canonicalize_name(requirement.name)] = str(requirement.specifier).removeprefix("==")
+            version = str(requirement.specifier).removeprefix("==")
+            pins[canonicalize_name(requirement.name)] = version
     return pins
 
 
