@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from negotiation.errors import INVALID_SESSION_ID_MESSAGE, ApiError, not_found
@@ -261,49 +261,6 @@ def _view_from_rounds(
         "last_activity": last_activity,
         "expires_at": expires_at,
     }
-
-
-def sessions_page(
-    conn: Connection,
-    *,
-    status: SessionStatus | None,
-    client_id: str | None,
-    after: tuple[dt.datetime, str] | None,
-    limit: int,
-    now: dt.datetime,
-) -> tuple[list[Row[Any]], dict[str, int]]:
-    """Sessions by most recent activity (then id), ``limit + 1`` rows, and their round counts.
-
-    The counts come from one grouped query over the page's ids, not one query per session.
-    """
-    query = select(sessions).order_by(sessions.c.last_activity.desc(), sessions.c.session_id.desc())
-    if status == "closed":
-        query = query.where(sessions.c.status == "closed")
-    elif status == "active":
-        query = query.where(sessions.c.status == "active", sessions.c.expires_at > now)
-    elif status == "expired":
-        query = query.where(sessions.c.status == "active", sessions.c.expires_at <= now)
-    if client_id is not None:
-        query = query.where(sessions.c.client_id == client_id)
-    if after is not None:
-        at, after_id = after
-        query = query.where(
-            or_(
-                sessions.c.last_activity < at,
-                (sessions.c.last_activity == at) & (sessions.c.session_id < after_id),
-            )
-        )
-    rows = list(conn.execute(query.limit(limit + 1)).all())
-    ids = [r.session_id for r in rows[:limit]]
-    counts: dict[str, int] = {}
-    if ids:
-        counted = conn.execute(
-            select(rounds.c.session_id, func.count())
-            .where(rounds.c.session_id.in_(ids))
-            .group_by(rounds.c.session_id)
-        )
-        counts = {sid: int(n) for sid, n in counted}
-    return rows, counts
 
 
 def close_session(conn: Connection, session_id: str, *, default_ttl: int, now: dt.datetime) -> None:

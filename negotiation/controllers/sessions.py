@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from functools import partial
 from typing import Annotated, Any
 
@@ -12,7 +11,6 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from negotiation.controllers.params import Ctx, Cursor, Limit, SessionIdPath
 from negotiation.errors import not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
-from negotiation.pagination import decode_cursor, invalid_cursor, next_cursor
 from negotiation.schemas import (
     Page,
     SessionClosed,
@@ -23,6 +21,7 @@ from negotiation.schemas import (
     SessionStatus,
     SessionSummary,
 )
+from negotiation.session_pages import cursor_position, page_cursor, sessions_with_round_counts
 from negotiation.sessions import (
     check_session_id,
     close_session,
@@ -30,7 +29,6 @@ from negotiation.sessions import (
     purge_session,
     session_detail,
     session_view,
-    sessions_page,
 )
 
 ClientIdQuery = Annotated[
@@ -91,10 +89,10 @@ class SessionController(Controller):
         cursor: Cursor = None,
     ) -> Page[SessionSummary]:
         rows, counts = await ctx.db.read(
-            sessions_page,
+            sessions_with_round_counts,
             status=status,
             client_id=client_id,
-            after=_position(cursor) if cursor else None,
+            after=cursor_position(cursor) if cursor else None,
             limit=limit,
             now=ctx.now,
         )
@@ -104,12 +102,7 @@ class SessionController(Controller):
             )
             for r in rows[:limit]
         ]
-        return Page(
-            items=items,
-            next_cursor=next_cursor(
-                rows, limit, "sessions", lambda r: [r.last_activity.isoformat(), r.session_id]
-            ),
-        )
+        return Page(items=items, next_cursor=page_cursor(rows, limit))
 
     @delete(
         "/{session_id:str}",
@@ -131,16 +124,3 @@ class SessionController(Controller):
             close_session, session_id, default_ttl=ctx.policy.session_ttl_seconds, now=ctx.now
         )
         return SessionClosed(session_id=session_id, status="closed")
-
-
-def _position(cursor: str) -> tuple[dt.datetime, str]:
-    """The (last_activity, session_id) a sessions cursor resumes after."""
-    position = decode_cursor(cursor, "sessions", list)
-    try:
-        at, session_id = position
-        when = dt.datetime.fromisoformat(at)
-    except (TypeError, ValueError):
-        raise invalid_cursor() from None
-    if when.tzinfo is None or not isinstance(session_id, str):
-        raise invalid_cursor()
-    return when, session_id

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, case, func, select
 
-from negotiation.queries import rounds, sessions
+from negotiation.queries import rounds
 from negotiation.reports.history import negotiation_outcome, session_outcome
+from negotiation.schemas import SessionStatus
+from negotiation.session_pages import Position, page_cursor, sessions_page
 from negotiation.sessions import derived_status
 
-StatusFilter = Literal["active", "closed", "expired"]
 PAGE_SIZE = 50
 
 
@@ -26,45 +27,17 @@ class SessionLine:
     outcome: str
 
 
-def _status_condition(status: StatusFilter, now: dt.datetime) -> ColumnElement[bool]:
-    if status == "closed":
-        return sessions.c.status == "closed"
-    if status == "expired":
-        return and_(sessions.c.status == "active", sessions.c.expires_at <= now)
-    return and_(sessions.c.status == "active", sessions.c.expires_at > now)
-
-
-def sessions_page(
+def session_lines(
     conn: Connection,
     *,
-    status: StatusFilter | None,
+    status: SessionStatus | None,
     search: str | None,
-    after: tuple[dt.datetime, str] | None,
+    after: Position | None,
     now: dt.datetime,
     limit: int = PAGE_SIZE,
-) -> tuple[list[SessionLine], tuple[dt.datetime, str] | None]:
-    """Sessions, newest activity first, and the position after the page (None on the last)."""
-    query = select(
-        sessions.c.session_id,
-        sessions.c.client_id,
-        sessions.c.status,
-        sessions.c.expires_at,
-        sessions.c.last_activity,
-    )
-    if status is not None:
-        query = query.where(_status_condition(status, now))
-    if search:
-        query = query.where(sessions.c.session_id.icontains(search, autoescape=True))
-    if after is not None:
-        at, session_id = after
-        query = query.where(
-            or_(
-                sessions.c.last_activity < at,
-                and_(sessions.c.last_activity == at, sessions.c.session_id < session_id),
-            )
-        )
-    query = query.order_by(sessions.c.last_activity.desc(), sessions.c.session_id.desc())
-    rows = conn.execute(query.limit(limit + 1)).all()
+) -> tuple[list[SessionLine], str | None]:
+    """A page of the sessions table, and the cursor of the next (None on the last)."""
+    rows = sessions_page(conn, status=status, search=search, after=after, limit=limit, now=now)
     page = rows[:limit]
     outcomes = _negotiation_outcomes(conn, [r.session_id for r in page])
     lines = []
@@ -81,8 +54,7 @@ def sessions_page(
                 outcome=session_outcome(set(counts), state),
             )
         )
-    more = len(rows) > limit
-    return lines, (page[-1].last_activity, page[-1].session_id) if more else None
+    return lines, page_cursor(rows, limit)
 
 
 def _negotiation_outcomes(conn: Connection, session_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote, urlencode
 
 from litestar import Controller, Request, get, post
@@ -15,10 +15,10 @@ from negotiation.auth import matching_key
 from negotiation.controllers.params import Ctx
 from negotiation.db import Database
 from negotiation.errors import ApiError
-from negotiation.pagination import decode_cursor, encode_cursor
 from negotiation.reports.chart import build_chart
 from negotiation.reports.history import session_report
-from negotiation.schemas import SessionCreate
+from negotiation.schemas import SessionCreate, SessionStatus
+from negotiation.session_pages import Position, cursor_position
 from negotiation.sessions import create_session
 from negotiation.settings import Settings
 from negotiation.web.auth import (
@@ -29,11 +29,11 @@ from negotiation.web.auth import (
     logged_in,
     safe_next,
 )
-from negotiation.web.listing import StatusFilter, sessions_page
+from negotiation.web.listing import session_lines
 
 # The sessions API's create function can replace this one when both are merged.
 
-STATUSES: tuple[StatusFilter, ...] = ("active", "closed", "expired")
+STATUSES: tuple[SessionStatus, ...] = get_args(SessionStatus)
 MAX_TTL_SECONDS = 365 * 24 * 3600
 
 
@@ -50,13 +50,12 @@ class SessionForm:
     ttl_seconds: str = ""
 
 
-def _page_cursor(cursor: str | None) -> tuple[dt.datetime, str] | None:
+def _page_cursor(cursor: str | None) -> Position | None:
     if not cursor:
         return None
     try:
-        at, session_id = decode_cursor(cursor, "ui-sessions", list)
-        return dt.datetime.fromisoformat(at), str(session_id)
-    except (ApiError, ValueError, TypeError):
+        return cursor_position(cursor)
+    except ApiError:
         return None  # A stale or edited link: start from the newest.
 
 
@@ -191,15 +190,14 @@ async def _sessions_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> Template:
-    chosen: StatusFilter | None = next((s for s in STATUSES if s == status), None)
+    chosen: SessionStatus | None = next((s for s in STATUSES if s == status), None)
     search = (search or "").strip()[:128] or None
     lines, after = await db.read(
-        sessions_page, status=chosen, search=search, after=_page_cursor(cursor), now=now
+        session_lines, status=chosen, search=search, after=_page_cursor(cursor), now=now
     )
     next_url = None
     if after is not None:
-        query = {"status": chosen or "", "q": search or ""}
-        query["cursor"] = encode_cursor("ui-sessions", [after[0].isoformat(), after[1]])
+        query = {"status": chosen or "", "q": search or "", "cursor": after}
         next_url = "/ui/sessions?" + urlencode({k: v for k, v in query.items() if v})
     return Template(
         template_name="ui/sessions.html",
