@@ -373,7 +373,9 @@ def postgres_error(code: str) -> Any:
 
 
 def sqlite_locked(conn: Connection) -> None:
-    raise OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorcode, locked.sqlite_errorname = 5, "SQLITE_BUSY"  # as sqlite3 sets them
+    raise OperationalError("BEGIN IMMEDIATE", {}, locked)
 
 
 def transient_failures(database_url: str) -> list[tuple[Any, type[Exception]]]:
