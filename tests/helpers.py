@@ -17,7 +17,7 @@ from negotiation.app import create_app
 from negotiation.db import Database
 from negotiation.queries import loads
 from negotiation.settings import Settings
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, LOAD
 
 #: What the API tests talk to: the ``client`` fixture, or a :func:`concurrent_client`.
 Client = httpx.AsyncClient
@@ -114,6 +114,18 @@ async def db_read(settings: Settings, fn: Callable[..., T], *args: Any) -> T:
         return await db.read(fn, *args)
     finally:
         await db.dispose()
+
+
+async def seed_calls(
+    client: httpx.AsyncClient, *, calls: int, sessions: tuple[str, ...] = ()
+) -> None:
+    """Load ``LD1`` with calls 1..``calls`` on it, and the ``sessions`` created."""
+    assert (await client.post("/api/loads", json={**LOAD, "load_id": "LD1"})).is_success
+    for _ in range(calls):
+        call = {"load_id": "LD1", "carrier_mc_number": "MC1"}
+        assert (await client.post("/api/calls", json=call)).is_success
+    for session_id in sessions:
+        assert (await client.post("/api/sessions", json={"session_id": session_id})).is_success
 
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:

@@ -25,8 +25,8 @@ from negotiation.app import create_app
 from negotiation.db import normalize_url
 from negotiation.settings import Settings
 from negotiation.statements import HotStatement
-from tests.conftest import API_KEY, LOAD, Clock
-from tests.helpers import concurrent_client
+from tests.conftest import API_KEY, Clock
+from tests.helpers import concurrent_client, seed_calls
 
 START = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 
@@ -61,12 +61,7 @@ def _module_statements() -> Iterator[tuple[str, HotStatement]]:
 async def _traffic(client: httpx.AsyncClient, clock: Clock) -> None:
     """Requests that run every round path: sessions created, unseen and closed, the calls'
     default negotiations, every decision, listings alone and together, a purge."""
-    assert (await client.post("/api/loads", json={**LOAD, "load_id": "LD1"})).is_success
-    for _ in range(3):
-        call = {"load_id": "LD1", "carrier_mc_number": "MC1"}
-        assert (await client.post("/api/calls", json=call)).is_success
-    for created in ("s-created", "s-gone"):
-        assert (await client.post("/api/sessions", json={"session_id": created})).is_success
+    await seed_calls(client, calls=3, sessions=("s-created", "s-gone"))
     offers = [
         (1, "s-created", 2500), (1, "s-created", 2300), (1, "s-created", 2150),
         (2, "s-unseen", 2600), (2, "s-unseen", 2600), (2, "s-unseen", 2600),

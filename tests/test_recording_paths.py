@@ -22,7 +22,8 @@ from negotiation.app import create_app
 from negotiation.queries import calls, loads, rounds, sessions
 from negotiation.settings import Settings
 from tests import dbutil
-from tests.conftest import API_KEY, LOAD, Clock
+from tests.conftest import API_KEY, Clock
+from tests.helpers import seed_calls
 
 START = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 #: Columns the database fills from its own clock rather than the app's.
@@ -51,12 +52,7 @@ async def _negotiate(url: str) -> tuple[list[tuple[int, Any]], dict[str, list[An
     answers = []
     async with AsyncTestClient(app) as client:
         client.headers["X-API-Key"] = API_KEY
-        assert (await client.post("/api/loads", json={**LOAD, "load_id": "LD1"})).is_success
-        for _ in range(3):
-            call = {"load_id": "LD1", "carrier_mc_number": "MC1"}
-            assert (await client.post("/api/calls", json=call)).is_success
-        for created in ("s-created", "s-closed"):
-            assert (await client.post("/api/sessions", json={"session_id": created})).is_success
+        await seed_calls(client, calls=3, sessions=("s-created", "s-closed"))
         assert (await client.delete("/api/sessions/s-closed")).is_success
         for call_id, session_id, body in OFFERS:
             clock.advance(7)
