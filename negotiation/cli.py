@@ -1,4 +1,4 @@
-"""The ``negotiation`` command line: serve the API, report on sessions, export rounds.
+"""The ``negotiation`` command line: serve the API, report, export rounds, copy a database.
 
 Reports and exports read the database named by ``NEGOTIATION_DATABASE_URL`` directly, through
 the same :class:`~negotiation.db.Database` units of work as the service. Exit codes: 0 done,
@@ -267,7 +267,7 @@ def _guarded(sink: Callable[[Any], None]) -> Callable[[Any], None]:
     return write
 
 
-def _progress(total: int | None, *, enabled: bool) -> Any:
+def _progress(total: int | None, *, enabled: bool, label: str = "Exporting rounds") -> Any:
     """A context manager yielding ``advance(n)``: a rich progress bar, or a no-op."""
     from contextlib import contextmanager, nullcontext
 
@@ -279,12 +279,55 @@ def _progress(total: int | None, *, enabled: bool) -> Any:
 
     @contextmanager
     def bar() -> Any:
-        columns = ("Exporting rounds", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        columns = (label, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=Console(stderr=True)) as shown:
             task = shown.add_task("rounds", total=total)
             yield lambda n: shown.advance(task, n)
 
     return bar()
+
+
+@app.command("copy-database")
+def copy_database(
+    source_url: str = typer.Argument(..., help="The database to copy (read only)."),
+    target_url: str = typer.Argument(..., help="An empty database; migrated to head first."),
+    batch_size: int = typer.Option(10_000, min=1, help="Rows per batch."),
+    progress: bool | None = typer.Option(
+        None,
+        "--progress/--no-progress",
+        help="Progress bars on standard error (default: only when it is a terminal).",
+        show_default=False,
+    ),
+) -> None:
+    """Copy a database at head into an empty one (SQLite to PostgreSQL, or back), verified.
+
+    Exit status 2 when it refuses (target holds data, source not at head, source written to
+    during the copy), 1 when it fails; the target then holds no rows.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from negotiation.copydb import CopyFailed, CopyRefused
+    from negotiation.copydb import copy_database as copy
+    from negotiation.copydb.summary import format_report
+    from negotiation.db_errors import short_reason
+
+    shown = sys.stderr.isatty() if progress is None else progress
+
+    def bar(table: str, rows: int) -> Any:
+        return _progress(rows, enabled=shown, label=f"{table:<16}")
+
+    try:
+        report = copy(source_url, target_url, progress=bar, batch_size=batch_size)
+    except CopyRefused as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (CopyFailed, ValueError) as exc:
+        fail(str(exc))
+    except DBAPIError as exc:
+        fail(f"database error: {short_reason(exc)}; the target holds no copied rows")
+    except OSError as exc:
+        fail(f"database unavailable: {exc}")
+    typer.echo(format_report(report), nl=False)
 
 
 @app.command()
