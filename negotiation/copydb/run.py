@@ -65,6 +65,8 @@ class CopyReport:
     revision: str
     tables: list[TableReport] = field(default_factory=list)
     seconds: float = 0.0
+    #: PostgreSQL target: its foreign-key triggers were skipped (see ``ends.lock_for_copy``).
+    skipped_fk_triggers: bool = False
 
     @property
     def rows(self) -> int:
@@ -84,6 +86,10 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+def _ignore(_rows: int) -> None:
+    pass
 
 
 def _no_progress(_table: str, _rows: int) -> AbstractContextManager[None]:
@@ -137,7 +143,7 @@ class _Copy:
         self.target.rollback()
         await_(asyncio.to_thread(command.upgrade, _alembic_config(self.target_url), "head"))
 
-        ends.lock_for_copy(self.target, self.plans)
+        self.report.skipped_fk_triggers = ends.lock_for_copy(self.target, self.plans)
         self._refuse_data_in_target()
         for plan in self.plans:
             self._copy_table(plan, expected[plan.name])
@@ -183,10 +189,7 @@ class _Copy:
     def _copy_table(self, plan: TablePlan, expected: Totals) -> None:
         started = time.perf_counter()
         with self.progress(plan.name, expected.rows) as advance:
-            for rows in self._batches(plan):
-                ends.write_rows(self.target, plan, rows)
-                if advance is not None:
-                    advance(len(rows))
+            ends.write_table(self.target, plan, self._batches(plan), advance or _ignore)
         next_id = None
         if plan.serial is not None:
             last = ends.serial_high_water(self.source, plan)

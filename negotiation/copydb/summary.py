@@ -46,4 +46,9 @@ def format_report(report: CopyReport) -> str:
         "sums of ids and of money (in cents) per table; the source was not written to during "
         "the copy; the target's ids continue after the copied ones.",
     ]
+    if report.skipped_fk_triggers:
+        out.append(
+            "Foreign keys were checked on the source, so the target's foreign-key triggers "
+            "were skipped during the copy (session_replication_role = replica)."
+        )
     return "\n".join(out) + "\n"
