@@ -221,19 +221,31 @@ def _pg_writer(url: str) -> Callable[[str, int], Any]:
     return progress
 
 
+def _lose_a_round(plan: Any, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return batch[:-1]
+
+
+def _add_a_cent(plan: Any, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    at = plan.column_names.index("carrier_offer")
+    first = list(batch[0])
+    first[at] = 1234.56 if first[at] is None else first[at] + 0.01
+    return [tuple(first), *batch[1:]]
+
+
+@pytest.mark.parametrize("damage", [_lose_a_round, _add_a_cent])
 async def test_a_failed_verification_leaves_the_target_empty(
-    sqlite_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: Any
 ) -> None:
     source_url = f"sqlite:///{sqlite_source}"
     await fill(source_url)
     write = ends.write_table
 
-    def lose_a_round(conn: Any, plan: Any, batches: Iterator[Any], advance: Any) -> None:
+    def damaged(conn: Any, plan: Any, batches: Iterator[Any], advance: Any) -> None:
         if plan.name == "negotiations":
-            batches = (batch[:-1] for batch in batches)
+            batches = (damage(plan, batch) for batch in batches)
         write(conn, plan, batches, advance)
 
-    monkeypatch.setattr(ends, "write_table", lose_a_round)
+    monkeypatch.setattr(ends, "write_table", damaged)
     target_url = f"sqlite:///{tmp_path / 'target.db'}"
     with pytest.raises(CopyFailed, match=r"verification failed.*negotiations: source Totals"):
         await copy(source_url, target_url)
