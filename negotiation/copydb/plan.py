@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     select,
     tuple_,
+    type_coerce,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -76,12 +77,17 @@ class TablePlan:
         return [c.name for c in self.table.columns]
 
     def transfer_types(self) -> list[TypeEngine[Any]]:
-        """The type each column travels as: its own, except JSON, copied as its exact text."""
-        return [Text() if _is_json(c) else c.type for c in self.table.columns]
+        """The type each column travels as: as stored, so a ``TypeDecorator``'s underlying type
+        (``Money`` as ``NUMERIC(12, 2)``, ``UTCDateTime`` as a naive UTC ``DATETIME``), and JSON
+        as its exact text."""
+        return [Text() if _is_json(c) else _base_type(c) for c in self.table.columns]
 
     def batch(self, after: Sequence[Any] | None, size: int) -> Select[Any]:
         """Up to ``size`` rows in key order, after the key ``after`` (None: from the start)."""
-        columns = [cast(c, Text).label(c.name) if _is_json(c) else c for c in self.table.columns]
+        columns = [
+            cast(c, Text).label(c.name) if _is_json(c) else type_coerce(c, kind).label(c.name)
+            for c, kind in zip(self.table.columns, self.transfer_types(), strict=True)
+        ]
         query = select(*columns).order_by(*self.key).limit(size)
         if after is None:
             return query
