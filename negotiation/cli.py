@@ -83,6 +83,12 @@ SINCE = typer.Option(
     callback=_timestamp,
     metavar="TIME",
 )
+PROGRESS = typer.Option(
+    None,
+    "--progress/--no-progress",
+    help="Progress bar on standard error (default: only when it is a terminal).",
+    show_default=False,
+)
 UNTIL = typer.Option(
     None, help="Only rounds before this UTC time (ISO 8601).", callback=_timestamp, metavar="TIME"
 )
@@ -205,12 +211,7 @@ def export_rounds(
     since: str | None = SINCE,
     until: str | None = UNTIL,
     output: Path | None = OUTPUT,
-    progress: bool | None = typer.Option(
-        None,
-        "--progress/--no-progress",
-        help="Progress bar on standard error (default: only when it is a terminal).",
-        show_default=False,
-    ),
+    progress: bool | None = PROGRESS,
 ) -> None:
     """Every round, oldest first, streamed in constant memory (CSV with a header, or NDJSON)."""
     from negotiation.reports.export import count_rounds, csv_sink, ndjson_sink
@@ -292,17 +293,11 @@ def copy_database(
     source_url: str = typer.Argument(..., help="The database to copy (read only)."),
     target_url: str = typer.Argument(..., help="An empty database; migrated to head first."),
     batch_size: int = typer.Option(10_000, min=1, help="Rows per batch."),
-    progress: bool | None = typer.Option(
-        None,
-        "--progress/--no-progress",
-        help="Progress bars on standard error (default: only when it is a terminal).",
-        show_default=False,
-    ),
+    progress: bool | None = PROGRESS,
 ) -> None:
     """Copy a database at head into an empty one (SQLite to PostgreSQL, or back), verified.
 
-    Exit status 2 when it refuses (target holds data, source not at head, source written to
-    during the copy), 1 when it fails; the target then holds no rows.
+    Exit status 2 when it refuses, 1 when it fails; the target then holds no rows.
     """
     from sqlalchemy.exc import DBAPIError
 
