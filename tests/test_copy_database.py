@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Column, Integer, MetaData, Table, create_engine, text
 from sqlalchemy.engine import make_url
 
 from negotiation.copydb import CopyFailed, CopyRefused, CopyReport, copy_database, ends
+from negotiation.copydb.plan import table_plans
 from negotiation.copydb.run import head_revision
 from tests import dbutil
 from tests.clirun import cli_env, run_cli
@@ -278,3 +279,27 @@ async def test_postgres_target_without_superuser(sqlite_source: Path, postgres_u
 
 async def _role_exists(url: str, role: str) -> bool:
     return bool(await dbutil.execute(url, "SELECT 1 FROM pg_roles WHERE rolname = :r", r=role))
+
+
+def test_sqlite_autoincrement_ids_carry_over(tmp_path: Path) -> None:
+    """An AUTOINCREMENT table remembers ids lost to deletes; the target remembers them too."""
+    metadata = MetaData()
+    things = Table(
+        "things", metadata, Column("id", Integer, primary_key=True), sqlite_autoincrement=True
+    )
+    [plan] = table_plans(metadata)
+    source, target = (create_engine(f"sqlite:///{tmp_path / name}") for name in ("s.db", "t.db"))
+    for engine in (source, target):
+        metadata.create_all(engine)
+    with source.begin() as conn:
+        conn.execute(things.insert(), [{"id": n} for n in range(1, 6)])
+        conn.execute(things.delete().where(things.c.id > 3))
+        last = ends.serial_high_water(conn, plan)
+    assert last == 5
+    with target.begin() as conn:
+        ends.write_table(conn, plan, iter([[(1,), (2,), (3,)]]), lambda n: None)
+        ends.continue_serial(conn, plan, last)
+        new_id = conn.execute(things.insert().returning(things.c.id)).scalar_one()
+    assert new_id == 6
+    source.dispose()
+    target.dispose()
