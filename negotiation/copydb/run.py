@@ -105,8 +105,10 @@ def copy_database(
 ) -> CopyReport:
     """Copy every table of the database at ``source_url`` into the one at ``target_url``.
 
-    Raises :class:`CopyRefused` or :class:`CopyFailed` (the target then holds no rows), or
-    SQLAlchemy's ``DBAPIError`` when a database cannot be reached or fails.
+    Raises :class:`CopyRefused` or :class:`CopyFailed` (the target then holds no rows),
+    SQLAlchemy's ``DBAPIError`` when a database cannot be reached or fails, ``OSError`` for a
+    missing source file and ``ValueError`` for an unsupported URL. It runs its own event loop:
+    call it from synchronous code (or a thread).
     """
     report = CopyReport(ends.describe(source_url), ends.describe(target_url), head_revision())
     started = time.perf_counter()
@@ -212,6 +214,9 @@ class _Copy:
             if not batch:
                 return
             after = plan.key_of(batch[-1])
+            if not processors:
+                yield [tuple(row) for row in batch]
+                continue
             rows = [list(row) for row in batch]
             del batch
             for row in rows:
