@@ -19,6 +19,8 @@ class Run:
     stderr: str
     #: Peak resident set size of the process, in KiB (from ``wait4``).
     max_rss_kib: int
+    #: CPU time the process used, user + system, in seconds (from ``wait4``).
+    cpu_seconds: float = 0.0
 
 
 def cli_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -37,7 +39,7 @@ if pid == 0:
     os.execv(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss))
+    f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
 code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 """
@@ -57,5 +59,5 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: f
             timeout=timeout,
             check=False,
         )
-        rss = int(rss_file.read_text()) if rss_file.exists() else 0
-    return Run(process.returncode, process.stdout, process.stderr, rss)
+        rss, cpu = rss_file.read_text().split() if rss_file.exists() else ("0", "0")
+    return Run(process.returncode, process.stdout, process.stderr, int(rss), float(cpu))

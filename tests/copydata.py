@@ -61,8 +61,8 @@ async def _offer(
     )
 
 
-async def fill(url: str) -> None:
-    """Write the data set into the empty, migrated database at ``url``."""
+async def fill(url: str) -> list[int]:
+    """Write the data set into the empty, migrated database at ``url``; the calls' ids."""
     clock = Clock(START)
     async with api(url, clock) as client:
         loads: list[tuple[str, dict[str, Any]]] = [
@@ -73,7 +73,12 @@ async def fill(url: str) -> None:
         for load_id, extra in loads:
             await _ok(await client.post("/api/loads", json={**LOAD, "load_id": load_id, **extra}))
         meta = {"carrier": "MC100", "tags": ["ü", 1, None], "nested": {"a": {"b": True}}}
-        session = {"session_id": "crm-1", "client_id": "acme", "metadata": meta}
+        session = {
+            "session_id": "crm-1",
+            "client_id": "acme",
+            "metadata": meta,
+            "ttl_seconds": 86400,
+        }
         await _ok(await client.post("/api/sessions", json=session))
         short = {"session_id": "short-lived", "ttl_seconds": 600}
         await _ok(await client.post("/api/sessions", json=short))
@@ -112,14 +117,15 @@ async def fill(url: str) -> None:
             ]
         ),
     )
+    return [accepted, rejected, open_call, purged]
 
 
-async def _pages(client: Client, path: str) -> list[Any]:
-    """Every item of a cursor-paginated list, page by page (small pages, to cross several)."""
+async def _pages(client: Client, path: str, **query: str) -> list[Any]:
+    """Every page of a cursor-paginated list (small pages, to cross several)."""
     items: list[Any] = []
     cursor: str | None = None
     while True:
-        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        params = {**query, "limit": "2", **({"cursor": cursor} if cursor else {})}
         body = await _ok(await client.get(path, params=params))
         items.append(body)
         cursor = body["next_cursor"]
@@ -127,8 +133,9 @@ async def _pages(client: Client, path: str) -> list[Any]:
             return items
 
 
-async def reads(url: str) -> dict[str, Any]:
-    """The JSON of every list and report route for the database at ``url``."""
+async def reads(url: str, call_ids: list[int]) -> dict[str, Any]:
+    """The JSON of every list and report route for the database at ``url``, and of each load,
+    session and call (``call_ids``: the calls have no list route)."""
     out: dict[str, Any] = {}
     async with api(url, Clock(READ_AT)) as client:
 
@@ -144,8 +151,7 @@ async def reads(url: str) -> dict[str, Any]:
         out["rounds pages"] = await _pages(client, "/api/negotiations")
         out["sessions pages"] = await _pages(client, "/api/sessions")
         for status in ("active", "closed", "expired"):
-            out[f"sessions {status}"] = await _pages(client, f"/api/sessions?status={status}")
-        call_ids = sorted({r["call_id"] for page in out["rounds pages"] for r in page["items"]})
+            out[f"sessions {status}"] = await _pages(client, "/api/sessions", status=status)
         for call_id in call_ids:
             await get(f"/api/calls/{call_id}")
             await get(f"/api/calls/{call_id}/negotiations")

@@ -81,10 +81,13 @@ async def test_round_trip_sqlite_postgres_sqlite(
     sqlite_source: Path, postgres_url: str, tmp_path: Path
 ) -> None:
     source_url = f"sqlite:///{sqlite_source}"
-    await fill(source_url)
-    before, digest = await reads(source_url), sha256(sqlite_source)
+    call_ids = await fill(source_url)
+    before, digest = await reads(source_url, call_ids), sha256(sqlite_source)
     counts = await row_counts(source_url)
     assert counts["idempotency_keys"] > 0 and counts["sessions"] == 3  # one was purged
+    for status, session in [("active", "crm-1"), ("closed", "closing"), ("expired", "short-lived")]:
+        [page] = before[f"sessions {status}"]
+        assert [s["session_id"] for s in page["items"]] == [session]
 
     to_pg = copy_cli(source_url, postgres_url)
     assert to_pg.code == 0, to_pg.stderr
@@ -97,7 +100,7 @@ async def test_round_trip_sqlite_postgres_sqlite(
     assert sha256(sqlite_source) == digest
     for copy in (postgres_url, back_url):
         assert await row_counts(copy) == counts
-        assert await reads(copy) == before
+        assert await reads(copy, call_ids) == before
     copied_round, copied_call = await max_ids(source_url)
     for copy in (postgres_url, back_url):
         round_id, call_id = await new_round_id(copy)
