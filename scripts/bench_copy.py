@@ -57,10 +57,13 @@ def main() -> None:
         default=os.environ.get("NEGOTIATION_TEST_POSTGRES_URL"),
         help="PostgreSQL server URL (default NEGOTIATION_TEST_POSTGRES_URL)",
     )
+    parser.add_argument(
+        "--target-db", default="negotiation_bench_copy", help="database to (re)create and fill"
+    )
     args = parser.parse_args()
     if not args.postgres:
         raise SystemExit("set NEGOTIATION_TEST_POSTGRES_URL or pass --postgres URL")
-    target = make_url(args.postgres).set(database="negotiation_bench_copy")
+    target = make_url(args.postgres).set(database=args.target_db)
     target_url = target.render_as_string(hide_password=False)
     with tempfile.TemporaryDirectory() as tmp:
         source = f"sqlite:///{Path(tmp) / 'loads.db'}"
@@ -88,7 +91,7 @@ def main() -> None:
         print(f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs")
     dataset.run_on(
         dataset.admin_url(target_url),
-        lambda conn: conn.exec_driver_sql('DROP DATABASE IF EXISTS "negotiation_bench_copy"'),
+        lambda conn: conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{args.target_db}"'),
         autocommit=True,
     )
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests import dbutil
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "scripts" / "bench" / "bench.py"
@@ -62,3 +65,15 @@ def test_inprocess_driver_reports_cpu_per_request(tmp_path: Path, scenario: str)
     assert result.stdout.count(f"statuses {{{success}: 30}}") == 2, result.stdout
     median = result.stdout.splitlines()[-1]
     assert median.startswith(f"{scenario}: median ") and float(median.split()[2]) > 0, median
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_copy_benchmark_runs(postgres_url: str) -> None:
+    command = [sys.executable, str(ROOT / "scripts" / "bench_copy.py"), "--rounds", "3000"]
+    command += ["--target-db", dbutil.database_name("bench_copy")]
+    env = {**os.environ, dbutil.POSTGRES_URL_ENV: postgres_url}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^negotiations +3,000 ", result.stdout, re.MULTILINE), result.stdout
+    assert "run 1: " in result.stdout and "peak" in result.stdout
