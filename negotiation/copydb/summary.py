@@ -42,13 +42,13 @@ def format_report(report: CopyReport) -> str:
         render(HEADER),
         *(render(row) for row in lines),
         "",
-        f"{report.rows:,} rows in {report.seconds:.1f} s. Verified on both ends: row counts, "
-        "sums of ids and of money (in cents) per table; the source was not written to during "
-        "the copy; the target's ids continue after the copied ones.",
+        f"{report.rows:,} rows in {report.seconds:.1f} s.",
+        "Verified on both ends: row counts, sums of ids and of money (in cents) per table.",
+        "The source was not written to during the copy; new ids continue after the copied ones.",
     ]
     if report.skipped_fk_triggers:
         out.append(
-            "Foreign keys were checked on the source, so the target's foreign-key triggers "
+            "Foreign keys were checked on the source, so the target's foreign-key triggers\n"
             "were skipped during the copy (session_replication_role = replica)."
         )
     return "\n".join(out) + "\n"
