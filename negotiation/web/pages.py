@@ -24,8 +24,7 @@ from negotiation.settings import Settings
 from negotiation.web.auth import (
     HOME_PATH,
     LOGIN_PATH,
-    expired_cookie,
-    key_cookie,
+    log_in,
     logged_in,
     safe_next,
 )
@@ -82,19 +81,20 @@ class PagesController(Controller):
         self, request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm]
     ) -> Template | Redirect:
         settings: Settings = request.app.state.settings
-        if matching_key(data.api_key, settings) is None:
+        key = matching_key(data.api_key, settings)
+        if key is None:
             return Template(
                 template_name="ui/login.html",
                 context={"next": safe_next(data.next), "error": "That API key is not valid."},
                 status_code=401,
             )
-        return Redirect(
-            safe_next(data.next), status_code=303, cookies=[key_cookie(request, data.api_key)]
-        )
+        log_in(request, key)
+        return Redirect(safe_next(data.next), status_code=303)
 
     @post("/logout", status_code=303)
-    async def logout(self) -> Redirect:
-        return Redirect(LOGIN_PATH, status_code=303, cookies=[expired_cookie()])
+    async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+        request.clear_session()
+        return Redirect(LOGIN_PATH, status_code=303)
 
     @get("/sessions")
     async def sessions(
