@@ -3,7 +3,7 @@
 The metrics are prometheus-client's, defined once per process. Under ``negotiation serve
 --workers N`` the command sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start, so each
 worker writes its values to files there and a scrape of any worker sums them all (the client's
-multiprocess mode; see docs/OPERATIONS.md).
+multiprocess mode, see :mod:`negotiation.metrics_dir`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from prometheus_client import (
     multiprocess,
 )
 
+from negotiation.metrics_dir import MULTIPROC_DIR_ENV
+
 T = TypeVar("T")
 
-#: The environment variable of prometheus-client's multiprocess mode (read at import).
-MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: The route label of a request that matched no route (404s, and 401s refused before routing).
 UNMATCHED = "unmatched"
 #: The profile label of a round whose row names none (before pricing profiles existed).

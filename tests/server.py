@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -35,11 +35,14 @@ def server_env(**settings: str) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    settings: Mapping[str, str], log: IO[bytes] | int = subprocess.DEVNULL
+    settings: Mapping[str, str],
+    log: IO[bytes] | int = subprocess.DEVNULL,
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Start ``negotiation serve`` with ``settings`` (names without the prefix) until it answers.
 
-    Output goes to ``log`` (default: discarded, which also keeps the server off regular files).
+    Output goes to ``log`` (default: discarded, which also keeps the server off regular files);
+    ``args`` are more options of ``serve`` (``--workers 2``).
     """
     # Each xdist worker its own slice of the range: two workers that probed the same free port
     # at once started two servers on it, and the loser's requests reached the winner.
@@ -47,7 +50,7 @@ def running_server(
     first = 8300 + (worker % 10) * 10
     port = free_port(first, first + 9)
     process = subprocess.Popen(
-        [CLI, "serve", "--port", str(port)],
+        [CLI, "serve", "--port", str(port), *args],
         env=server_env(**settings),
         stdout=log,
         stderr=subprocess.STDOUT,
