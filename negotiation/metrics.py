@@ -24,13 +24,12 @@ from prometheus_client import (
 )
 
 from negotiation.metrics_dir import MULTIPROC_DIR_ENV
+from negotiation.policy import DEFAULT_PROFILE
 
 T = TypeVar("T")
 
 #: The route label of a request that matched no route (404s, and 401s refused before routing).
 UNMATCHED = "unmatched"
-#: The profile label of a round whose row names none (before pricing profiles existed).
-DEFAULT_PROFILE = "standard"
 
 REQUESTS = Counter(
     "negotiation_http_requests",
