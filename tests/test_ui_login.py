@@ -85,3 +85,12 @@ async def test_without_a_secret_the_keys_make_one(two_keys: Settings) -> None:
     cookie = await _login_cookie(create_app(derived), KEEP)
     assert await _sessions_page(create_app(derived), cookie) == 200
     assert Settings(api_keys=KEEP).ui_cookie_secret != Settings(api_keys=DROP).ui_cookie_secret
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_the_cookie_is_secure_over_https(two_keys: Settings, scheme: str) -> None:
+    async with AsyncTestClient(create_app(two_keys), base_url=f"{scheme}://testserver.local") as b:
+        r = await b.post("/ui/login", data={"api_key": KEEP}, follow_redirects=False)
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"]
+        assert ("; Secure" in cookie) == (scheme == "https"), cookie

@@ -30,7 +30,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.response import Redirect, Template
-from litestar.types import ASGIApp, ExceptionHandlersMap
+from litestar.types import ASGIApp, ExceptionHandlersMap, Receive, Scope, Send
 
 from negotiation.auth import key_fingerprint
 from negotiation.settings import Settings
@@ -55,7 +55,7 @@ class CrossSiteRequest(Exception):
     """A form post that a browser says came from another site: answered with 403."""
 
 
-def login_cookie(settings: Settings) -> CookieBackendConfig:
+def login_cookie(settings: Settings, *, secure: bool = False) -> CookieBackendConfig:
     """The session cookie of the pages: encrypted, signed, HttpOnly, SameSite=Strict."""
     return CookieBackendConfig(
         secret=settings.ui_cookie_secret,
@@ -64,19 +64,27 @@ def login_cookie(settings: Settings) -> CookieBackendConfig:
         max_age=COOKIE_MAX_AGE,
         httponly=True,
         samesite="strict",
+        secure=secure,
     )
 
 
 def login_middleware(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
-    """Litestar's session middleware with :func:`login_cookie`, for the pages' router.
+    """Litestar's session middleware with :func:`login_cookie`, ``Secure`` over HTTPS.
 
     A plain function around it: Litestar deep-copies routers when it registers them, and the
     cookie's cipher cannot be copied.
     """
-    define = login_cookie(settings).middleware
+    plain = login_cookie(settings).middleware
+    secure = login_cookie(settings, secure=True).middleware
 
     def middleware(app: ASGIApp) -> ASGIApp:
-        return define(app)
+        over_http, over_https = plain(app), secure(app)
+
+        async def by_scheme(scope: Scope, receive: Receive, send: Send) -> None:
+            chosen = over_https if scope.get("scheme") == "https" else over_http
+            await chosen(scope, receive, send)
+
+        return by_scheme
 
     return middleware
 
