@@ -1,4 +1,4 @@
-"""The real server as a subprocess: ``negotiation serve`` on a free port in 8300-8399."""
+"""The real server as a subprocess: `negotiation serve` on a free port of this checkout's range."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,8 +47,11 @@ def running_server(
     """
     # Each xdist worker its own slice of the range: two workers that probed the same free port
     # at once started two servers on it, and the loser's requests reached the winner.
+    # Each checkout its own range too: worktrees on one machine run their suites at once, and a
+    # server that lost the race for a port left /health to another checkout's server.
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    first = 8300 + (worker % 10) * 10
+    checkout = zlib.crc32(str(Path(__file__).resolve().parent.parent).encode()) % 200
+    first = 10000 + checkout * 100 + (worker % 10) * 10
     port = free_port(first, first + 9)
     process = subprocess.Popen(
         [CLI, "serve", "--port", str(port), *args],
