@@ -67,13 +67,25 @@ DB_UNAVAILABLE = Counter(
 )
 
 
+#: Methods counted under their own name; any other (a client may send any token) is "OTHER",
+#: so no client can add series without end.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe_request(
     method: str, route: str | None, status: int, seconds: float, error_code: str | None
 ) -> None:
     """Count one answered request (called once per request by the request-context middleware)."""
-    route = route or UNMATCHED
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    key = (method if method in METHODS else "OTHER", route or UNMATCHED, status)
+    series = _series.get(key)
+    if series is None:
+        # ``labels()`` validates and locks on every call; the children are kept instead (routes
+        # are templates and methods a fixed set, so there are few).
+        series = (REQUESTS.labels(key[0], key[1], str(status)), LATENCY.labels(key[0], key[1]))
+        _series[key] = series
+    series[0].inc()
+    series[1].observe(seconds)
     if error_code is not None:
         REFUSALS.labels(error_code).inc()
 

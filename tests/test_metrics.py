@@ -90,6 +90,8 @@ async def test_refusals_by_code_and_unmatched_routes(client: AsyncTestClient[Lit
     bad = await client.post(f"/api/calls/{call_id}/negotiate", json={"carrier_offer": -5})
     assert bad.status_code == 422
     assert (await client.get("/api/no-such-route")).status_code == 404
+    odd = await client.request("BREW", "/api/loads")  # any token: no new series per method
+    assert odd.status_code == 405
     assert (await client.get("/api/loads/LD-M2", headers={"X-API-Key": "wrong"})).status_code == 401
     after = await scrape(client)
 
@@ -100,6 +102,9 @@ async def test_refusals_by_code_and_unmatched_routes(client: AsyncTestClient[Lit
     assert moved(before, after, refusals, code="UNAUTHORIZED") == 1
     requests = "negotiation_http_requests_total"
     assert moved(before, after, requests, method="GET", route="unmatched", status="404") == 1
+    assert not any(labels and ("method", "BREW") in labels for _, labels in after)
+    # A 405 comes from routing, before any route matched: "unmatched" too.
+    assert moved(before, after, requests, method="OTHER", route="unmatched", status="405") == 1
     assert moved(before, after, requests, method="POST", route=NEGOTIATE, status="422") == 1
     assert (
         moved(before, after, "negotiation_rounds_total", decision="counter", profile="standard")
