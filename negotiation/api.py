@@ -10,6 +10,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from negotiation.db import Database
 from negotiation.errors import ApiError
+from negotiation.metrics import count_round
 from negotiation.policy import CENT
 from negotiation.recording import PolicySettings, record_round
 from negotiation.schemas import MAX_MONEY
@@ -61,6 +62,7 @@ async def ahandle_negotiation(
         )
     finally:
         await db.dispose()
+    count_round(row)
     return row.decision == "accept", row.system_response, row.decision in ("accept", "reject")
 
 

@@ -34,14 +34,16 @@ from negotiation.errors import EXCEPTION_HANDLERS
 from negotiation.hardening import SecurityHeadersMiddleware, cors_config
 from negotiation.idempotency import IdempotencySettings
 from negotiation.logs import logging_config
+from negotiation.metrics import metrics
 from negotiation.middleware import RequestContextMiddleware
 from negotiation.openapi import DecimalAsNumber, document_errors
 from negotiation.recording import PolicySettings
+from negotiation.schema_ui import SCHEMA_PATH, assets_router, render_plugins
 from negotiation.service import utcnow
 from negotiation.settings import Settings, settings_or_exit
 from negotiation.templating import environment
 from negotiation.web.auth import EXCEPTION_HANDLERS as UI_EXCEPTION_HANDLERS
-from negotiation.web.auth import require_login
+from negotiation.web.auth import login_middleware, require_login
 from negotiation.web.pages import PagesController
 
 logger = logging.getLogger("negotiation.app")
@@ -117,12 +119,19 @@ def create_app(
     ui = Router(
         path="/",
         route_handlers=[PagesController],
+        middleware=[login_middleware(settings)],
         guards=[require_login],
         exception_handlers=UI_EXCEPTION_HANDLERS,
         include_in_schema=False,
     )
+    operations = Router(
+        path="/",
+        route_handlers=[metrics],
+        middleware=[] if settings.metrics_public else [ApiKeyMiddleware],
+        security=[] if settings.metrics_public else [{"apiKey": []}],
+    )
     app = NegotiationApp(
-        route_handlers=[api, ui, health],
+        route_handlers=[api, ui, health, operations, assets_router()],
         lifespan=[lifespan],
         state=State(
             {
@@ -145,7 +154,8 @@ def create_app(
             title="Negotiation API",
             version=__version__,
             description="Records and decides price negotiations between a broker and carriers.",
-            path="/schema",
+            path=SCHEMA_PATH,
+            render_plugins=render_plugins(),
             components=Components(
                 security_schemes={
                     "apiKey": SecurityScheme(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import typer
 
+from negotiation.metrics_dir import metrics_directory
 from negotiation.settings import get_settings, settings_or_exit
 
 if TYPE_CHECKING:
@@ -325,30 +326,37 @@ def copy_database(
     typer.echo(format_report(report), nl=False)
 
 
-@app.command()
-def serve(
-    host: str | None = typer.Option(None, help="Address to bind (default NEGOTIATION_HOST)"),
-    port: int | None = typer.Option(None, help="Port (default NEGOTIATION_PORT)"),
-    workers: int = typer.Option(1, min=1, help="Worker processes"),
-) -> None:
-    """Serve the HTTP API with uvicorn (run ``alembic upgrade head`` first).
+SERVE_HELP = (
+    "Serve the HTTP API with uvicorn. Migrate the database first (alembic upgrade head).\n\n"
+    "Invalid settings (for example NEGOTIATION_ENV=production without keys of your own) stop "
+    "it before it listens, with a message naming what to fix.\n\n"
+    "In production run one worker per CPU core: negotiation serve --workers 4. The workers "
+    "share the port, and GET /metrics sums all of them."
+)
 
-    Invalid settings (e.g. ``NEGOTIATION_ENV=production`` without keys of your own) stop it
-    before it listens, with a message naming what to fix.
-    """
+
+@app.command(help=SERVE_HELP)
+def serve(
+    host: str | None = typer.Option(None, help="Address to bind (default NEGOTIATION_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default NEGOTIATION_PORT)."),
+    workers: int = typer.Option(
+        1, min=1, help="Worker processes; in production, one per CPU core."
+    ),
+) -> None:
     import uvicorn
 
     settings = settings_or_exit()
-    uvicorn.run(
-        "negotiation.app:create_served_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-    )
+    with metrics_directory(workers):
+        uvicorn.run(
+            "negotiation.app:create_served_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+        )
 
 
 def main() -> None:

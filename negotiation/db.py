@@ -60,6 +60,7 @@ from negotiation.db_errors import (
     sqlstate,
 )
 from negotiation.group_commit import GroupCommit, writer_lock_path
+from negotiation.metrics import DB_RETRIES
 from negotiation.settings import Settings
 from negotiation.statements import DriverConnection
 from negotiation.units import is_hot, is_quick_read, owns_transaction
@@ -237,6 +238,8 @@ class Database:
     ) -> T:
         retries = self.settings.db_retries
         for attempt in range(retries + 1):
+            if attempt:
+                DB_RETRIES.inc()
             try:
                 return await self._attempt(fn, args, kwargs, write=write)
             except DBAPIError as exc:

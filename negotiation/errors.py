@@ -28,6 +28,7 @@ from litestar.types import ExceptionHandlersMap
 
 from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import validate_session_id
+from negotiation.metrics import DB_BUSY, DB_UNAVAILABLE
 from negotiation.middleware import session_in_path
 
 logger = logging.getLogger("negotiation.errors")
@@ -65,8 +66,9 @@ def not_found(code: str, what: str, ident: object) -> ApiError:
 def envelope(
     request: Request[Any, Any, Any], code: str, message: str, details: Any = None
 ) -> dict[str, Any]:
-    """The body of every error response."""
-    state = request.scope.get("state", {})
+    """The body of every error response (its code is noted for the refusals metric)."""
+    state = request.scope.setdefault("state", {})
+    state["error_code"] = code
     return {
         "success": False,
         "error": {"code": code, "message": message, "details": details},
@@ -197,6 +199,7 @@ def handle_database_down(
 ) -> Response[dict[str, Any]]:
     """503 with ``Retry-After`` while the database is unreachable or locked."""
     code, message, retry_after = _DATABASE_DOWN[type(exc)]
+    (DB_BUSY if isinstance(exc, DatabaseBusy) else DB_UNAVAILABLE).inc()
     logger.warning("%s: %s", code.lower(), exc)
     return _respond(
         request,

@@ -19,9 +19,12 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-#: The interactive OpenAPI pages load their viewer from a CDN with an inline bootstrap script,
-#: so they keep only the framing ban.
-DOCS_CONTENT_SECURITY_POLICY = "frame-ancestors 'none'"
+#: The OpenAPI page (Swagger UI, served by the service itself) starts with an inline script;
+#: everything it loads must come from this service, so the docs work, and stay, offline.
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",

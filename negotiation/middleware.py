@@ -14,6 +14,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from negotiation.hardening import with_headers
 from negotiation.ids import validate_session_id
+from negotiation.metrics import observe_request
 
 access_log = logging.getLogger("negotiation.access")
 
@@ -60,7 +61,7 @@ def _named_call(scope: Scope) -> int | None:
 
 
 class RequestContextMiddleware:
-    """Sets ``X-Request-ID`` and ``X-Session-ID`` on every response and logs each request.
+    """Sets ``X-Request-ID`` and ``X-Session-ID`` on every response, logs and counts each request.
 
     A session id in a JSON body is noted in ``request.state.session_id`` when the body is parsed
     (:class:`negotiation.body.ApiRequest`), so even a refused request answers with it.
@@ -98,11 +99,16 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            seconds = time.perf_counter() - started
+            # Litestar notes the matched route's template in the scope; none for a 404.
+            route = scope.get("path_template")
+            code = state.get("error_code") if status >= 400 else None
+            observe_request(scope["method"], route, status, seconds, code)
             fields = {
                 "method": scope.get("method"),
                 "path": scope["path"],
                 "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
                 "request_id": request_id,
             }
             if state.get("session_id"):

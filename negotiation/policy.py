@@ -22,6 +22,9 @@ from typing import Literal
 
 CENT = Decimal("0.01")
 DOLLAR = Decimal("1")
+#: The pricing profile that decides when no other is named (and of rounds recorded before
+#: profiles existed).
+DEFAULT_PROFILE = "standard"
 
 DecisionKind = Literal["accept", "counter", "reject"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
@@ -49,6 +51,11 @@ class Settings(BaseSettings):
     idempotency_wait_ms: int = Field(2000, ge=0, le=60_000)
     #: Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    #: ``GET /metrics`` without an API key (for a scraper inside a trusted network).
+    metrics_public: bool = False
+    #: Encrypts and signs the pages' login cookie; unset: derived from the API keys (so every
+    #: worker and copy of the service agrees, and changing the keys ends every login).
+    ui_secret: SecretStr | None = None
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -77,6 +84,15 @@ class Settings(BaseSettings):
     def uses_default_key(self) -> bool:
         """True when no keys are configured and the development key is in force."""
         return not self.api_keys
+
+    @cached_property
+    def ui_cookie_secret(self) -> bytes:
+        """The 32-byte key of the login cookie: from ``UI_SECRET``, else from the API keys."""
+        if self.ui_secret is not None:
+            material = self.ui_secret.get_secret_value().encode()
+        else:
+            material = b"\0".join(sorted(self.accepted_keys))
+        return hmac.new(b"negotiation ui login cookie", material, hashlib.sha256).digest()
 
     @cached_property
     def accepted_keys(self) -> tuple[bytes, ...]:

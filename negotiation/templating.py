@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from negotiation.policy import format_money
+from negotiation.policy import DEFAULT_PROFILE, format_money
 
 DASH = "—"
 
@@ -79,6 +80,15 @@ def text(value: object) -> str:
     return DASH if value is None or value == "" else str(value)
 
 
+def profile_name(report: Any) -> str:
+    """The pricing profile of a session report: the session's, else its last round's, else the
+    default (rows recorded before profiles existed name none)."""
+    named = getattr(report.session, "profile", None)
+    for entry in reversed(report.rounds):
+        named = named or getattr(entry, "profile", None)
+    return str(named or DEFAULT_PROFILE)
+
+
 def environment() -> Environment:
     """A new environment: package templates, autoescape on, undefined names are errors."""
     env = Environment(
@@ -97,5 +107,6 @@ def environment() -> Environment:
         duration=duration,
         text=text,
         period=period,
+        profile_name=profile_name,
     )
     return env

@@ -1,4 +1,4 @@
-"""The real server as a subprocess: ``negotiation serve`` on a free port in 8300-8399."""
+"""The real server as a subprocess: `negotiation serve` on a free port of this checkout's range."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -35,19 +36,25 @@ def server_env(**settings: str) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    settings: Mapping[str, str], log: IO[bytes] | int = subprocess.DEVNULL
+    settings: Mapping[str, str],
+    log: IO[bytes] | int = subprocess.DEVNULL,
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Start ``negotiation serve`` with ``settings`` (names without the prefix) until it answers.
 
-    Output goes to ``log`` (default: discarded, which also keeps the server off regular files).
+    Output goes to ``log`` (default: discarded, which also keeps the server off regular files);
+    ``args`` are more options of ``serve`` (``--workers 2``).
     """
     # Each xdist worker its own slice of the range: two workers that probed the same free port
     # at once started two servers on it, and the loser's requests reached the winner.
+    # Each checkout its own range too: worktrees on one machine run their suites at once, and a
+    # server that lost the race for a port left /health to another checkout's server.
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    first = 8300 + (worker % 10) * 10
+    checkout = zlib.crc32(str(Path(__file__).resolve().parent.parent).encode()) % 200
+    first = 10000 + checkout * 100 + (worker % 10) * 10
     port = free_port(first, first + 9)
     process = subprocess.Popen(
-        [CLI, "serve", "--port", str(port)],
+        [CLI, "serve", "--port", str(port), *args],
         env=server_env(**settings),
         stdout=log,
         stderr=subprocess.STDOUT,

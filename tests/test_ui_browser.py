@@ -2,7 +2,10 @@
 
 Logs in, creates a session through the form, records rounds through the API, opens the session
 page and checks the rounds table and the chart's points, then saves screenshots (their paths
-are printed). Needs ``/usr/bin/chromium`` and ``/usr/bin/chromedriver``: installed by
+are printed); closes and purges a session from its page; shows a failed create's error where
+it can be seen; renders the OpenAPI docs. The browser reaches no host but 127.0.0.1 (every
+other name fails to resolve), so nothing may come from the internet. Needs
+``/usr/bin/chromium`` and ``/usr/bin/chromedriver``: installed by
 ``scripts/install_browser.sh`` when missing; under CI a browser that cannot be installed fails
 the test instead of skipping it.
 """
@@ -40,6 +43,8 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # No name resolves: a page that needs a CDN or a web font fails here as it would offline.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 )
 
 
@@ -157,12 +162,15 @@ def test_log_in_create_a_session_and_read_its_history(server: str, driver: Any) 
     rows = driver.find_elements(By.CSS_SELECTOR, "table#rounds tbody tr.round")
     assert len(rows) == 3, "the rounds table is missing rows"
     cells = [[c.text for c in row.find_elements(By.CSS_SELECTOR, "td, th")] for row in rows]
-    assert [(c[5], c[6], c[7], c[8]) for c in cells] == [
+    assert [(c[1], c[2], c[3], c[4]) for c in cells] == [
         ("$2,500.00", "counter", "$2,066.00", "—"),
         ("$2,150.00", "counter", "$2,133.00", "—"),
         ("$2,190.00", "accept", "—", "$2,190.00"),
     ]
-    assert cells[0][11] == NOTE  # shown as text, never run
+    assert cells[0][10] == NOTE  # shown as text, never run
+    notes = rows[0].find_elements(By.CSS_SELECTOR, "td.notes")[0]
+    assert notes.size["width"] <= 24 * 16 + 1, "the Notes column grows instead of wrapping"
+    assert notes.size["height"] > rows[1].size["height"], "the long note did not wrap"
     assert driver.execute_script("return window.__xss === undefined")
 
     chart = driver.find_element(By.CSS_SELECTOR, "figure.chart svg.plot")
@@ -186,8 +194,112 @@ def test_log_in_create_a_session_and_read_its_history(server: str, driver: Any) 
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0, "the page scrolls sideways on a phone (tables should scroll inside)"
+    _assert_phone_layout(driver)
 
     driver.get(f"{server}/ui/sessions")
     listed = driver.find_element(By.CSS_SELECTOR, "table#sessions tbody tr")
     assert SESSION in listed.text and "dispatch-desk" in listed.text and "accepted" in listed.text
     _screenshot(driver, "ui-sessions", 1280)
+
+
+def _assert_phone_layout(driver: Any) -> None:
+    """At 390 px: every chart label inside the chart, the deciding columns on screen."""
+    from selenium.webdriver.common.by import By
+
+    svg = driver.find_element(By.CSS_SELECTOR, "figure.chart svg.plot").rect
+    labels = driver.find_elements(By.CSS_SELECTOR, "figure.chart svg.plot text")
+    assert len(labels) >= 6
+    for label in labels:
+        box = label.rect
+        inside = (
+            box["x"] >= svg["x"] - 0.5
+            and box["y"] >= svg["y"] - 0.5
+            and box["x"] + box["width"] <= svg["x"] + svg["width"] + 0.5
+            and box["y"] + box["height"] <= svg["y"] + svg["height"] + 0.5
+        )
+        assert inside, f"chart label {label.text!r} at {box} is cut off by the chart {svg}"
+    assert any(label.text.startswith("$") for label in labels)
+    width = driver.execute_script("return document.documentElement.clientWidth")
+    first_row = driver.find_elements(By.CSS_SELECTOR, "table#rounds tbody tr.round")[0]
+    cells = first_row.find_elements(By.CSS_SELECTOR, "td, th")
+    for cell in cells[:4]:  # round, carrier offer, decision, counter
+        assert cell.rect["x"] + cell.rect["width"] <= width, f"{cell.text!r} is off screen"
+
+
+def _log_in(driver: Any, server: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/ui/login")
+    driver.find_element(By.ID, "api_key").send_keys(KEY)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _wait_for(driver, lambda d: d.current_url.endswith("/ui/sessions"), "the sessions page")
+
+
+def test_a_failed_create_shows_its_error_on_screen(server: str, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    api = httpx.Client(base_url=server, headers={"X-API-Key": KEY}, timeout=10)
+    with api:
+        for i in range(30):  # a long table pushes the form far below the fold
+            assert api.post("/api/sessions", json={"session_id": f"sess_fill_{i:02d}"}).is_success
+    _log_in(driver, server)
+    form_top = driver.find_element(By.ID, "ttl_seconds").rect["y"]
+    assert form_top > 1000, "the test needs the form below the fold"
+    driver.find_element(By.ID, "session_id").send_keys("sess_fill_00")  # taken
+    driver.find_element(By.XPATH, "//button[normalize-space()='Create session']").click()
+    _wait_for(driver, lambda d: d.find_elements(By.ID, "error-summary"), "the error")
+    summary = driver.find_element(By.ID, "error-summary")
+    assert "already exists" in summary.text
+    in_view = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        "return r.top >= 0 && r.bottom <= window.innerHeight && r.height > 0;",
+        summary,
+    )
+    assert in_view, "the error is outside the viewport"
+    assert driver.switch_to.active_element == summary, "the error is not focused"
+    summary.find_element(By.CSS_SELECTOR, "a").click()
+    assert driver.switch_to.active_element.get_attribute("id") == "session_id"
+    _screenshot(driver, "ui-create-error", 1280)
+
+
+def test_close_and_purge_from_the_session_page(server: str, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    _record_rounds(server)
+    _log_in(driver, server)
+    driver.get(f"{server}/ui/sessions/{SESSION}")
+    driver.find_element(By.XPATH, "//button[normalize-space()='Close session']").click()
+    _wait_for(driver, lambda d: d.current_url.endswith("?closed=1"), "the closed session")
+    assert "Session closed." in driver.find_element(By.CSS_SELECTOR, "p.notice").text
+    assert not driver.find_elements(By.XPATH, "//button[normalize-space()='Close session']")
+
+    purge = "//button[normalize-space()='Purge session']"
+    driver.find_element(By.ID, "confirm_id").send_keys("not-the-id")
+    driver.find_element(By.XPATH, purge).click()
+    _wait_for(driver, lambda d: d.find_elements(By.ID, "error-summary"), "the refusal")
+    assert "exactly" in driver.find_element(By.ID, "error-summary").text
+    driver.find_element(By.ID, "confirm_id").send_keys(SESSION)
+    driver.find_element(By.XPATH, purge).click()
+    _wait_for(driver, lambda d: "purged=" in d.current_url, "the sessions page after a purge")
+    notice = driver.find_element(By.CSS_SELECTOR, "p.notice").text
+    assert notice == f"Session {SESSION} was purged with its 3 rounds."
+    with httpx.Client(base_url=server, headers={"X-API-Key": KEY}, timeout=10) as api:
+        assert api.get(f"/api/sessions/{SESSION}").status_code == 404
+
+
+def test_the_api_docs_render_without_internet(server: str, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/schema")
+    _wait_for(
+        driver,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 10,
+        "Swagger UI's operations",
+    )
+    paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert "/api/calls/{call_id}/negotiate" in paths and "/api/sessions" in paths
+    loaded = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert loaded and all(url.startswith(server) for url in loaded), loaded
+    _screenshot(driver, "schema", 1280)

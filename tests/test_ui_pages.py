@@ -54,7 +54,7 @@ async def test_pages_redirect_to_login_without_a_valid_key(
     r = await browser.get(path, follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"].startswith("/ui/login?next=%2Fui")
-    browser.cookies.set("negotiation_ui_key", "not-a-key", path="/ui")
+    browser.cookies.set("negotiation_ui_login", "not-a-login", path="/ui")
     r = await browser.get(path, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
     # The API key header is for the API; the pages want the login cookie.
@@ -87,7 +87,7 @@ async def test_login_sets_a_strict_httponly_cookie(browser: AsyncTestClient[Lite
     assert r.status_code == 303
     assert r.headers["location"] == "/ui/sessions?status=active"
     cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"negotiation_ui_key={API_KEY};")
+    assert cookie.startswith("negotiation_ui_login=") and API_KEY not in cookie
     for attribute in ("HttpOnly", "SameSite=strict", "Path=/ui", "Max-Age=43200"):
         assert attribute in cookie
     assert (await browser.get("/ui/sessions")).status_code == 200
@@ -97,7 +97,8 @@ async def test_login_sets_a_strict_httponly_cookie(browser: AsyncTestClient[Lite
 
     r = await browser.post("/ui/logout")
     assert (r.status_code, r.headers["location"]) == (303, "/ui/login")
-    assert "Max-Age=0" in r.headers["set-cookie"]
+    assert "negotiation_ui_login=null" in r.headers["set-cookie"]
+    assert (await browser.get("/ui/sessions", follow_redirects=False)).status_code == 303
     browser.cookies.clear()
     assert (await browser.get("/ui/sessions", follow_redirects=False)).status_code == 303
 

@@ -17,6 +17,7 @@ from negotiation.controllers.params import (
 )
 from negotiation.errors import ApiError, not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
+from negotiation.metrics import RoundTally
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import call_detail, call_pages
 from negotiation.recording import record_round
@@ -86,15 +87,18 @@ class CallController(Controller):
             cfg=ctx.policy,
             now=ctx.now,
         )
-        return await respond_once(
+        render = RoundTally(lambda row: round_json(row, ctx.policy.max_rounds))
+        response = await respond_once(
             request,
             ctx.db,
             ctx.now,
             idempotency_key,
             unit,
-            lambda row: round_json(row, ctx.policy.max_rounds),
+            render,
             fingerprint=lambda: [data.model_dump(mode="json", exclude={"call_id"}), session_id],
         )
+        render.count()
+        return response
 
     @get(
         "/{call_id:int}/negotiations",

@@ -16,7 +16,10 @@ from negotiation.policy import format_money
 from negotiation.reports.schemas import RoundEntry
 
 WIDTH, HEIGHT = 560, 320
-LEFT, RIGHT, TOP, BOTTOM = 70, 14, 14, 44
+LEFT, RIGHT, TOP, BOTTOM = 70, 14, 14, 52
+#: Room per character of a dollar label at the largest font the pages use (21 user units, on
+#: a phone), so the labels stay inside the viewBox at any width.
+LABEL_CHAR_WIDTH = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,6 @@ def build_chart(entries: Sequence[RoundEntry]) -> Chart | None:
     step = _nice_step(high - low + 2 * pad)
     low = math.floor((low - pad) / step) * step
     high = math.ceil((high + pad) / step) * step
-    slot = (chart.right - chart.left) / len(entries)
 
     def y_of(value: Decimal) -> float:
         share = (float(value) - low) / (high - low)
@@ -113,6 +115,9 @@ def build_chart(entries: Sequence[RoundEntry]) -> Chart | None:
     while tick <= high + step / 2:
         chart.y_ticks.append(Tick(y_of(Decimal(str(tick))), f"${tick:,.0f}"))
         tick += step
+    longest = max(len(t.label) for t in chart.y_ticks)
+    chart.left = max(LEFT, 12 + LABEL_CHAR_WIDTH * longest)
+    slot = (chart.right - chart.left) / len(entries)
 
     offers_by_call: dict[int | None, list[Point]] = {}
     counters_by_call: dict[int | None, list[Point]] = {}

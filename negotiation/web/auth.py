@@ -1,28 +1,41 @@
-"""Login for the pages: the API key, entered once, kept in an HttpOnly, SameSite=Strict cookie.
+"""Login for the pages: an API key, entered once, proves who may read them for a working day.
+
+The browser never keeps the key. The login is Litestar's client-side session: a cookie
+encrypted and authenticated (AES-GCM) with ``NEGOTIATION_UI_SECRET`` (or, unset, a secret
+derived from the API keys), holding the key's fingerprint and the time of the login. Each
+request checks that fingerprint against the keys configured now, so removing a key from
+``NEGOTIATION_API_KEYS`` ends the logins made with it, and a login older than
+:data:`COOKIE_MAX_AGE` is asked for again.
 
 Cross-site request forgery: the cookie is ``SameSite=Strict``, so a browser never attaches it
 to a request started by another site (a forged form post arrives logged out and changes
 nothing). As a second line, every form post must come from this origin: ``Sec-Fetch-Site`` must
 be ``same-origin`` (or ``none``: typed by the user), or, from browsers that do not send it,
 ``Origin`` must name this host. Requests with neither header do not come from a browser form.
+Litestar's ``CSRFConfig`` is not used: its token cookie and hidden field add state to every
+form and page while protecting against nothing these two checks let through, and it would
+apply to the JSON API too, whose clients send a key, not a cookie.
 """
 
 from __future__ import annotations
 
+import hmac
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.response import Redirect, Template
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ASGIApp, ExceptionHandlersMap, Receive, Scope, Send
 
-from negotiation.auth import matching_key
+from negotiation.auth import key_fingerprint
 from negotiation.settings import Settings
 
-COOKIE_NAME = "negotiation_ui_key"
+COOKIE_NAME = "negotiation_ui_login"
 COOKIE_PATH = "/ui"
 #: The login lasts a working day; then the key is asked for again.
 COOKIE_MAX_AGE = 12 * 3600
@@ -42,29 +55,60 @@ class CrossSiteRequest(Exception):
     """A form post that a browser says came from another site: answered with 403."""
 
 
-def logged_in(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
-    """True when the request carries the cookie with a currently configured API key."""
-    settings: Settings = connection.app.state.settings
-    return matching_key(connection.cookies.get(COOKIE_NAME), settings) is not None
-
-
-def key_cookie(request: Request[Any, Any, Any], key: str) -> Cookie:
-    """The login cookie (``Secure`` whenever the page was served over HTTPS)."""
-    return Cookie(
+def login_cookie(settings: Settings, *, secure: bool = False) -> CookieBackendConfig:
+    """The session cookie of the pages: encrypted, signed, HttpOnly, SameSite=Strict."""
+    return CookieBackendConfig(
+        secret=settings.ui_cookie_secret,
         key=COOKIE_NAME,
-        value=key,
         path=COOKIE_PATH,
         max_age=COOKIE_MAX_AGE,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure,
     )
 
 
-def expired_cookie() -> Cookie:
-    return Cookie(
-        key=COOKIE_NAME, value="", path=COOKIE_PATH, max_age=0, httponly=True, samesite="strict"
-    )
+def login_middleware(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
+    """Litestar's session middleware with :func:`login_cookie`, ``Secure`` over HTTPS.
+
+    A plain function around it: Litestar deep-copies routers when it registers them, and the
+    cookie's cipher cannot be copied.
+    """
+    plain = login_cookie(settings).middleware
+    secure = login_cookie(settings, secure=True).middleware
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        over_http, over_https = plain(app), secure(app)
+
+        async def by_scheme(scope: Scope, receive: Receive, send: Send) -> None:
+            chosen = over_https if scope.get("scheme") == "https" else over_http
+            await chosen(scope, receive, send)
+
+        return by_scheme
+
+    return middleware
+
+
+def log_in(request: Request[Any, Any, Any], key: bytes) -> None:
+    """Remember in the session cookie that ``key`` (a configured key) logged in now."""
+    request.set_session({"key": key_fingerprint(key), "at": int(time.time())})
+
+
+def logged_in(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """True for a login younger than a working day, made with a key configured now."""
+    login = connection.session
+    fingerprint, at = login.get("key"), login.get("at")
+    if not isinstance(fingerprint, str) or not isinstance(at, int):
+        return False
+    if not 0 <= time.time() - at < COOKIE_MAX_AGE:
+        return False
+    settings: Settings = connection.app.state.settings
+    found = False
+    for key in settings.accepted_keys:
+        # No early exit: the time taken does not depend on which key (if any) matched.
+        if hmac.compare_digest(fingerprint.encode(), key_fingerprint(key).encode()):
+            found = True
+    return found
 
 
 def same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:

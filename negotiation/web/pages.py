@@ -12,20 +12,19 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from negotiation.auth import matching_key
-from negotiation.controllers.params import Ctx
+from negotiation.controllers.params import Ctx, RequestContext
 from negotiation.db import Database
 from negotiation.errors import ApiError
 from negotiation.reports.chart import build_chart
 from negotiation.reports.history import session_report
 from negotiation.schemas import SessionCreate, SessionStatus
 from negotiation.session_pages import Position, cursor_position
-from negotiation.sessions import create_session
+from negotiation.sessions import close_session, create_session, purge_session
 from negotiation.settings import Settings
 from negotiation.web.auth import (
     HOME_PATH,
     LOGIN_PATH,
-    expired_cookie,
-    key_cookie,
+    log_in,
     logged_in,
     safe_next,
 )
@@ -48,6 +47,11 @@ class SessionForm:
     session_id: str = ""
     client_id: str = ""
     ttl_seconds: str = ""
+
+
+@dataclass
+class PurgeForm:
+    confirm_id: str = ""
 
 
 def _page_cursor(cursor: str | None) -> Position | None:
@@ -82,19 +86,20 @@ class PagesController(Controller):
         self, request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm]
     ) -> Template | Redirect:
         settings: Settings = request.app.state.settings
-        if matching_key(data.api_key, settings) is None:
+        key = matching_key(data.api_key, settings)
+        if key is None:
             return Template(
                 template_name="ui/login.html",
                 context={"next": safe_next(data.next), "error": "That API key is not valid."},
                 status_code=401,
             )
-        return Redirect(
-            safe_next(data.next), status_code=303, cookies=[key_cookie(request, data.api_key)]
-        )
+        log_in(request, key)
+        return Redirect(safe_next(data.next), status_code=303)
 
     @post("/logout", status_code=303)
-    async def logout(self) -> Redirect:
-        return Redirect(LOGIN_PATH, status_code=303, cookies=[expired_cookie()])
+    async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+        request.clear_session()
+        return Redirect(LOGIN_PATH, status_code=303)
 
     @get("/sessions")
     async def sessions(
@@ -103,8 +108,12 @@ class PagesController(Controller):
         status: FromQuery[str | None] = None,
         q: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
+        purged: FromQuery[str | None] = None,
+        rounds: FromQuery[str | None] = None,
     ) -> Template:
-        return await _sessions_page(ctx.db, ctx.now, status, q, cursor)
+        count = int(rounds) if rounds and rounds.isdigit() and len(rounds) < 10 else 0
+        done = (purged[:128], count) if purged else None
+        return await _sessions_page(ctx.db, ctx.now, status, q, cursor, purged=done)
 
     @post("/sessions", status_code=303)
     async def create(
@@ -114,11 +123,14 @@ class PagesController(Controller):
         data: URLEncodedBody[SessionForm],
     ) -> Template | Redirect:
         settings: Settings = request.app.state.settings
+        field = "ttl_seconds"  # the field the error below is about
         try:
             ttl = _ttl(data.ttl_seconds, settings.session_ttl_seconds)
+            field = "client_id"
             client_id = data.client_id.strip() or None
             if client_id is not None and len(client_id) > 255:
                 raise ApiError(422, "VALIDATION_ERROR", "Client id must be at most 255 characters.")
+            field = "session_id"
             fields = SessionCreate(
                 session_id=data.session_id.strip() or None, client_id=client_id, ttl_seconds=ttl
             )
@@ -133,10 +145,10 @@ class PagesController(Controller):
                 None,
                 None,
                 form=data,
-                error=exc.message,
+                error=FormError(exc.message, field),
                 status_code=exc.status_code,
             )
-        return Redirect(f"/ui/sessions/{quote(row.session_id, safe='')}?created=1", status_code=303)
+        return Redirect(f"{_session_path(row.session_id)}?created=1", status_code=303)
 
     @get("/sessions/{session_id:str}")
     async def session(
@@ -144,23 +156,81 @@ class PagesController(Controller):
         ctx: Ctx,
         session_id: FromPath[str],
         created: FromQuery[str | None] = None,
+        closed: FromQuery[str | None] = None,
     ) -> Template:
-        report = await ctx.db.read(
-            session_report, session_id, max_markup=ctx.policy.max_markup, now=ctx.now
-        )
-        if report is None:
-            return Template(
-                template_name="ui/message.html",
-                context={
-                    "title": "Session not found",
-                    "message": f"There is no session {session_id}.",
-                },
-                status_code=404,
+        return await _session_page(ctx, session_id, created=bool(created), closed=bool(closed))
+
+    @post("/sessions/{session_id:str}/close", status_code=303)
+    async def close(self, ctx: Ctx, session_id: FromPath[str]) -> Template | Redirect:
+        ttl = ctx.policy.session_ttl_seconds
+        try:
+            await ctx.db.write(close_session, session_id, default_ttl=ttl, now=ctx.now)
+        except ApiError as exc:
+            return _message("Session not found", exc.message, exc.status_code)
+        return Redirect(f"{_session_path(session_id)}?closed=1", status_code=303)
+
+    @post("/sessions/{session_id:str}/purge", status_code=303)
+    async def purge(
+        self, ctx: Ctx, session_id: FromPath[str], data: URLEncodedBody[PurgeForm]
+    ) -> Template | Redirect:
+        if data.confirm_id.strip() != session_id:
+            error = FormError(
+                f"Type the session id {session_id} exactly to purge it.", "confirm_id"
             )
-        return Template(
-            template_name="ui/session.html",
-            context={"report": report, "chart": build_chart(report.rounds), "created": created},
-        )
+            return await _session_page(ctx, session_id, error=error, status_code=422)
+        try:
+            purged = await ctx.db.write(purge_session, session_id)
+        except ApiError as exc:
+            return _message("Session not found", exc.message, exc.status_code)
+        query = urlencode({"purged": session_id, "rounds": purged})
+        return Redirect(f"{HOME_PATH}?{query}", status_code=303)
+
+
+@dataclass(frozen=True)
+class FormError:
+    """An error shown at the top of the page, linked to the field it is about."""
+
+    message: str
+    field: str
+
+
+def _session_path(session_id: str) -> str:
+    return f"/ui/sessions/{quote(session_id, safe='')}"
+
+
+def _message(title: str, message: str, status_code: int) -> Template:
+    return Template(
+        template_name="ui/message.html",
+        context={"title": title, "message": message},
+        status_code=status_code,
+    )
+
+
+async def _session_page(
+    ctx: RequestContext,
+    session_id: str,
+    *,
+    created: bool = False,
+    closed: bool = False,
+    error: FormError | None = None,
+    status_code: int = 200,
+) -> Template:
+    report = await ctx.db.read(
+        session_report, session_id, max_markup=ctx.policy.max_markup, now=ctx.now
+    )
+    if report is None:
+        return _message("Session not found", f"There is no session {session_id}.", 404)
+    return Template(
+        template_name="ui/session.html",
+        context={
+            "report": report,
+            "chart": build_chart(report.rounds),
+            "created": created,
+            "closed": closed,
+            "error": error,
+        },
+        status_code=status_code,
+    )
 
 
 def _ttl(raw: str, default: int) -> int:
@@ -187,7 +257,8 @@ async def _sessions_page(
     cursor: str | None,
     *,
     form: SessionForm | None = None,
-    error: str | None = None,
+    error: FormError | None = None,
+    purged: tuple[str, int] | None = None,
     status_code: int = 200,
 ) -> Template:
     chosen: SessionStatus | None = next((s for s in STATUSES if s == status), None)
@@ -210,6 +281,7 @@ async def _sessions_page(
             "paged": cursor is not None,
             "form": form or SessionForm(),
             "error": error,
+            "purged": purged,
         },
         status_code=status_code,
     )
