@@ -94,6 +94,32 @@ class Load(Base):
     status: Mapped[str | None] = mapped_column(String)
     created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: While ``status`` is ``booked`` by a call: that call and its agreed rate.
+    booked_call_id: Mapped[int | None] = mapped_column(Integer)
+    booked_rate: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class LoadBooking(Base):
+    """One booking or release of a load, kept as history."""
+
+    __tablename__ = "load_bookings"
+    __table_args__ = (
+        Index("ix_load_bookings_load_id", "load_id"),
+        Index("ix_load_bookings_created_at", "created_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    load_id: Mapped[str] = mapped_column(ForeignKey("loads.load_id"))
+    #: ``booked`` or ``released``.
+    event: Mapped[str] = mapped_column(String(16))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"))
+    #: The accepted round that booked the load (None: booked by PATCHing the call). Not a
+    #: foreign key: purging a session deletes its rounds and keeps the load's history.
+    round_id: Mapped[int | None] = mapped_column(Integer)
+    rate: Mapped[Decimal | None] = mapped_column(Money)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class Carrier(Base):
