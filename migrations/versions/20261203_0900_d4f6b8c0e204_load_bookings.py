@@ -28,6 +28,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 MONEY = sa.Numeric(12, 2)
+INDEXES = (("ix_load_bookings_load_id", "load_id"), ("ix_load_bookings_created_at", "created_at"))
 
 
 def _load_columns() -> list[sa.Column[object]]:
@@ -38,43 +39,40 @@ def _load_columns() -> list[sa.Column[object]]:
 
 
 def upgrade() -> None:
-    robust = is_postgresql()
+    robust = is_postgresql()  # re-runnable after an interruption
+    # The new table and its indexes in the revision's transaction: nobody can see them yet.
+    op.create_table(
+        "load_bookings",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("load_id", sa.String(), nullable=False),
+        sa.Column("event", sa.String(16), nullable=False),
+        sa.Column("call_id", sa.Integer(), nullable=True),
+        sa.Column("round_id", sa.Integer(), nullable=True),
+        sa.Column("rate", MONEY, nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["load_id"], ["loads.load_id"]),
+        sa.ForeignKeyConstraint(["call_id"], ["calls.id"]),
+        sa.PrimaryKeyConstraint("id", name="pk_load_bookings"),
+        sqlite_autoincrement=True,
+        if_not_exists=robust,
+    )
+    for name, column in INDEXES:
+        op.create_index(name, "load_bookings", [column], if_not_exists=robust)
     with outside_transaction():
         for column in _load_columns():
             op.add_column("loads", column, if_not_exists=robust)
-        op.create_table(
-            "load_bookings",
-            sa.Column("id", sa.Integer(), nullable=False),
-            sa.Column("load_id", sa.String(), nullable=False),
-            sa.Column("event", sa.String(16), nullable=False),
-            sa.Column("call_id", sa.Integer(), nullable=True),
-            sa.Column("round_id", sa.Integer(), nullable=True),
-            sa.Column("rate", MONEY, nullable=True),
-            sa.Column("reason", sa.Text(), nullable=True),
-            sa.Column("created_at", sa.DateTime(), nullable=False),
-            sa.ForeignKeyConstraint(["load_id"], ["loads.load_id"]),
-            sa.ForeignKeyConstraint(["call_id"], ["calls.id"]),
-            sa.PrimaryKeyConstraint("id", name="pk_load_bookings"),
-            sqlite_autoincrement=True,
-            if_not_exists=robust,
-        )
-        op.create_index(
-            "ix_load_bookings_load_id", "load_bookings", ["load_id"], if_not_exists=robust
-        )
-        op.create_index(
-            "ix_load_bookings_created_at", "load_bookings", ["created_at"], if_not_exists=robust
-        )
 
 
 def downgrade() -> None:
     robust = is_postgresql()
     with outside_transaction():
-        op.drop_index("ix_load_bookings_created_at", "load_bookings", if_exists=robust)
-        op.drop_index("ix_load_bookings_load_id", "load_bookings", if_exists=robust)
-        op.drop_table("load_bookings", if_exists=robust)
         for column in reversed(_load_columns()):
             if robust:
                 op.drop_column("loads", column.name, if_exists=True)
             else:
                 with op.batch_alter_table("loads") as batch:
                     batch.drop_column(column.name)
+    for name, _ in reversed(INDEXES):
+        op.drop_index(name, "load_bookings", if_exists=robust)
+    op.drop_table("load_bookings", if_exists=robust)
