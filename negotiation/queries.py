@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from negotiation.models import Call, Load, NegotiationRound, NegotiationSession
+from negotiation.models import Call, Load, LoadBooking, NegotiationRound, NegotiationSession
 from negotiation.statements import HotStatement
 from negotiation.units import hot_unit, quick_read
 
@@ -32,6 +32,7 @@ loads = cast(Table, Load.__table__)
 calls = cast(Table, Call.__table__)
 rounds = cast(Table, NegotiationRound.__table__)
 sessions = cast(Table, NegotiationSession.__table__)
+bookings = cast(Table, LoadBooking.__table__)
 
 #: Marker for "any session" in :func:`rounds_by_call` (``None`` means the call's default one).
 ANY_SESSION: Any = object()

@@ -8,17 +8,27 @@ anything the client can fix, and nothing is ever half-written.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, func, insert, select, true, update
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
-from negotiation import policy
-from negotiation.errors import ApiError, not_found
+from negotiation.booking import BOOK_LOAD, CALL_OPEN, LOCK_LOAD, book, booking_event
 from negotiation.models import Money
+from negotiation.next_round import Offer, PolicySettings, checked_call, next_round
 from negotiation.queries import calls, loads, rounds, session_match, sessions
 from negotiation.sessions import (
     LOCKED_SESSION,
@@ -27,29 +37,10 @@ from negotiation.sessions import (
     new_session,
     session_for_round,
 )
-from negotiation.settings import Settings
 from negotiation.statements import DriverConnection, HotStatement
 from negotiation.units import hot_unit, own_transaction
 
-
-@dataclass(frozen=True, slots=True)
-class PolicySettings:
-    """The settings a negotiation round depends on."""
-
-    max_rounds: int
-    max_markup: Decimal
-    session_ttl_seconds: int
-    require_sessions: bool
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PolicySettings:
-        return cls(
-            settings.max_rounds,
-            settings.max_markup,
-            settings.session_ttl_seconds,
-            settings.require_sessions,
-        )
-
+__all__ = ["PolicySettings", "record_round"]
 
 # The round-recording path runs for every offer: its statements are hot statements (built and
 # compiled once, run on the driver; see negotiation.statements). On PostgreSQL, where every
@@ -62,7 +53,16 @@ class PolicySettings:
 # COMMIT. SQLite has no data-modifying CTEs and no round trips, and its write transaction
 # (BEGIN IMMEDIATE) already excludes every other writer: it runs the locked path's statements
 # one by one.
-_CALL_COLUMNS = (calls.c.id, calls.c.load_id, loads.c.loadboard_rate, loads.c.max_rate)
+#: The call and what decides whether it takes a round: its outcome, its load's booking.
+_CALL_COLUMNS = (
+    calls.c.id,
+    calls.c.load_id,
+    loads.c.loadboard_rate,
+    loads.c.max_rate,
+    calls.c.outcome,
+    loads.c.status.label("load_status"),
+    loads.c.booked_call_id,
+)
 _CALL_WITH_LOAD = calls.outerjoin(loads, loads.c.load_id == calls.c.load_id)
 _CALL_QUERY = select(*_CALL_COLUMNS).select_from(_CALL_WITH_LOAD)
 _BY_CALL = calls.c.id == bindparam("b_call_id")
@@ -75,15 +75,26 @@ _CALL_AND_SESSION = HotStatement(
     .select_from(_CALL_WITH_LOAD.outerjoin(LOCKED_SESSION, true()))
     .where(_BY_CALL)
 )
+_LAST_COLUMNS = (rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
+_LAST_FIRST = (rounds.c.round_number.desc(), rounds.c.id.desc())
+#: A session's negotiation is about a load: its rounds on every call of the call's load (a
+#: session resumed on a new call after a dropped one goes on where it stopped). A call's
+#: default negotiation (no session) is its own rounds.
+_ROUND_CALL = calls.alias("round_call")
 _LAST_ROUND_QUERY = {
-    in_session: select(rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
+    True: select(*_LAST_COLUMNS)
+    .select_from(rounds.join(_ROUND_CALL, _ROUND_CALL.c.id == rounds.c.call_id))
     .where(
-        rounds.c.call_id == bindparam("b_call_id"),
-        rounds.c.session_id == bindparam("b_session_id") if in_session else session_match(None),
+        rounds.c.session_id == bindparam("b_session_id"),
+        _ROUND_CALL.c.load_id
+        == select(calls.c.load_id).where(_BY_CALL).correlate(None).scalar_subquery(),
     )
-    .order_by(rounds.c.round_number.desc(), rounds.c.id.desc())
-    .limit(1)
-    for in_session in (True, False)
+    .order_by(*_LAST_FIRST)
+    .limit(1),
+    False: select(*_LAST_COLUMNS)
+    .where(rounds.c.call_id == bindparam("b_call_id"), session_match(None))
+    .order_by(*_LAST_FIRST)
+    .limit(1),
 }
 _LAST_ROUND = {k: HotStatement(q) for k, q in _LAST_ROUND_QUERY.items()}
 _TOUCH_SESSION = (
@@ -104,7 +115,7 @@ _INSERT_ROUND = insert(rounds).values(_ROUND_VALUES)
 _RECORD = HotStatement(_INSERT_ROUND.returning(*rounds.c))
 _COUNT_ROUND = (
     update(calls)
-    .where(_BY_CALL)
+    .where(_BY_CALL, CALL_OPEN)
     .values(negotiation_rounds=func.coalesce(calls.c.negotiation_rounds, 0) + 1)
 )
 _CLOSE_CALL_QUERY = {
@@ -127,16 +138,43 @@ def _round_inserted_for(source: Any) -> Any:
     )
 
 
-#: PostgreSQL: the call's counters updated and the round inserted in one statement, in that
-#: order (the insert reads the update's row), so the call's row is locked before the round's
-#: number is taken, as on the locked path: a round that took the number first and then waited
-#: for the lock deadlocked with the lock's holder inserting the same number.
+def _chained_record(guard: Any | None, decision: str) -> Any:
+    """PostgreSQL, one statement: the round recorded only if ``guard`` (a CTE; None: no guard)
+    yields a row, the call is still open and, for an accept, the load is still bookable.
+
+    Each step reads the one before it, which fixes their order and so the lock order: the
+    session (the guard), the load (booking it), the call (its counters: locked before the
+    round's number is taken, as on the locked path; a round that took the number first and
+    then waited for the call's lock deadlocked with the holder inserting the same number), then
+    the round. An update that waits for a row lock re-checks its condition on the row the
+    holder committed: a booked load or a closed call stops the chain, and nothing is written.
+    """
+    gate = guard
+    booked = None
+    if decision == "accept":
+        book_load = BOOK_LOAD if guard is None else BOOK_LOAD.where(exists().select_from(guard))
+        gate = booked = book_load.cte("booked")
+    close = _CLOSE_CALL_QUERY[decision]
+    if gate is not None:
+        close = close.where(exists().select_from(gate))
+    recorded = _round_inserted_for(close.returning(calls.c.id).cte("closed"))
+    statement = select(recorded)
+    if booked is not None:
+        statement = statement.add_cte(booking_event(booked, recorded).cte("event"))
+    return statement
+
+
+#: PostgreSQL: a round whose negotiation is already locked (and the default negotiation's
+#: unlocked attempt, which the unique index on its round numbers guards).
 _RECORD_AND_CLOSE = {
-    decision: HotStatement(
-        postgresql=select(_round_inserted_for(close.returning(calls.c.id).cte("closed")))
-    )
-    for decision, close in _CLOSE_CALL_QUERY.items()
+    decision: HotStatement(postgresql=_chained_record(None, decision))
+    for decision in _CLOSE_CALL_QUERY
 }
+
+
+#: PostgreSQL: the session row's version (the transaction that last wrote it); every round
+#: recorded in the session changes it.
+_SESSION_VERSION: Any = literal_column("sessions.xmin::text").label("version")
 
 
 def _context_query(in_session: bool) -> Any:
@@ -147,7 +185,9 @@ def _context_query(in_session: bool) -> Any:
     joined = _CALL_WITH_LOAD.outerjoin(last, true())
     if in_session:
         session = (
-            select(sessions.c.status, sessions.c.ttl_seconds, sessions.c.expires_at)
+            select(
+                sessions.c.status, sessions.c.ttl_seconds, sessions.c.expires_at, _SESSION_VERSION
+            )
             .where(sessions.c.session_id == bindparam("b_session_id"))
             .subquery("session")
         )
@@ -157,10 +197,16 @@ def _context_query(in_session: bool) -> Any:
 
 
 _ROUND_CONTEXT = {s: HotStatement(postgresql=_context_query(s)) for s in (True, False)}
-#: The guards of an unlocked round: the session is still open (and its activity is recorded),
-#: or an unseen session id is still unseen (and is registered). Either yields no row otherwise.
+#: The guards of an unlocked round: the session is still open and unchanged since it was read
+#: (and its activity is recorded), or an unseen session id is still unseen (and is registered).
+#: Either yields no row otherwise. "Unchanged": a round recorded meanwhile on another call of
+#: the load would hold this round's number, which no unique index sees across calls.
 _SESSION_STILL_OPEN = (
-    _TOUCH_SESSION.where(sessions.c.status == "active", sessions.c.expires_at > bindparam("b_now"))
+    _TOUCH_SESSION.where(
+        sessions.c.status == "active",
+        sessions.c.expires_at > bindparam("b_now"),
+        literal_column("sessions.xmin::text") == bindparam("b_version", type_=String),
+    )
     .returning(sessions.c.session_id)
     .cte("touched")
 )
@@ -173,19 +219,13 @@ _SESSION_STILL_UNSEEN = (
 )
 
 
-def _guarded_record(guard: Any, close: Any) -> Any:
-    """The round inserted, and counted on the call, only if ``guard`` yields a row."""
-    recorded = _round_inserted_for(guard)
-    return select(recorded).add_cte(close.where(exists().select_from(recorded)).cte("closed"))
-
-
 #: PostgreSQL, one statement each: the round recorded if the negotiation is where it was read
-#: (by the session's guard; with no session, the call's). A round recorded meanwhile holds this
-#: round's number, so the unique index refuses the insert.
+#: (by the session's guard; with no session, the call's: a round recorded meanwhile holds this
+#: round's number, so the unique index refuses the insert).
 _RECORD_IF_UNCHANGED = {
-    (guard, decision): HotStatement(postgresql=_guarded_record(cte, close))
+    (guard, decision): HotStatement(postgresql=_chained_record(cte, decision))
     for guard, cte in (("open", _SESSION_STILL_OPEN), ("unseen", _SESSION_STILL_UNSEEN))
-    for decision, close in _CLOSE_CALL_QUERY.items()
+    for decision in _CLOSE_CALL_QUERY
 } | {("none", decision): statement for decision, statement in _RECORD_AND_CLOSE.items()}
 
 
@@ -208,72 +248,20 @@ def _last_round(
     return _LAST_ROUND[True].first(conn, params)
 
 
-def _record(conn: Connection, values: dict[str, Any], call_id: int, agreed: Decimal) -> Any:
-    """Insert the round and count it on the call (closing the call on a final decision)."""
-    params = {"b_call_id": call_id, "b_agreed": agreed}
+def _record(conn: Connection, values: dict[str, Any], o: Offer) -> Any:
+    """Insert the round and count it on the call (closing the call on a final decision, and
+    booking its load on an accept), under the locks the caller holds."""
+    params = {"b_call_id": o.call_id, "b_agreed": o.offer, "b_now": o.now}
     if conn.dialect.name == "postgresql":
-        return _RECORD_AND_CLOSE[values["decision"]].first(conn, values | params)
+        row = _RECORD_AND_CLOSE[values["decision"]].first(conn, values | params)
+        assert row is not None, "the call and load were checked under their locks"
+        return row
     row = _RECORD.first(conn, values)
+    assert row is not None
     _CLOSE_CALL[values["decision"]].run(conn, params)
+    if values["decision"] == "accept":
+        book(conn, o.call_id, o.offer, row.id, o.now)
     return row
-
-
-@dataclass(frozen=True, slots=True)
-class _Offer:
-    """One request to record a round."""
-
-    call_id: int
-    offer: Decimal
-    session_id: str | None
-    notes: str | None
-    cfg: PolicySettings
-    now: dt.datetime
-
-
-def _checked_call(call: Any | None, call_id: int) -> Any:
-    """The call's row, unless it is missing (404) or has no load to negotiate (409)."""
-    if call is None:
-        raise not_found("CALL_NOT_FOUND", "Call", call_id)
-    if call.loadboard_rate is None:
-        raise ApiError(
-            409, "CALL_HAS_NO_LOAD", f"Call {call_id} has no load, so there is no rate to negotiate"
-        )
-    return call
-
-
-def _next_round(call: Any, last: Any | None, o: _Offer) -> dict[str, Any]:
-    """The round to record after ``last`` (None: the first), with the policy's decision."""
-    cfg = o.cfg
-    if last is not None and (
-        last.decision in ("accept", "reject") or last.round_number >= cfg.max_rounds
-    ):
-        where = f" in session {o.session_id}" if o.session_id else ""
-        raise ApiError(
-            409,
-            "NEGOTIATION_CLOSED",
-            f"The negotiation for call {o.call_id}{where} already reached a final decision",
-        )
-    round_number = 1 if last is None else last.round_number + 1
-    loadboard_rate: Decimal = call.loadboard_rate
-    decision = policy.decide(
-        offer=o.offer,
-        loadboard_rate=loadboard_rate,
-        ceiling_rate=policy.ceiling(loadboard_rate, call.max_rate, cfg.max_markup),
-        round_number=round_number,
-        max_rounds=cfg.max_rounds,
-        previous_counter=last.counter_offer if last is not None else None,
-    )
-    return {
-        "call_id": o.call_id,
-        "session_id": o.session_id,
-        "round_number": round_number,
-        "carrier_offer": o.offer,
-        "decision": decision.decision,
-        "counter_offer": decision.counter_offer,
-        "system_response": decision.message,
-        "notes": o.notes,
-        "timestamp": o.now,
-    }
 
 
 @hot_unit
@@ -296,7 +284,7 @@ def record_round(
     :func:`_record_unlocked`); on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
     """
     check_session_id(session_id)
-    o = _Offer(call_id, offer, session_id, notes, cfg, now)
+    o = Offer(call_id, offer, session_id, notes, cfg, now)
     if isinstance(conn, DriverConnection) and conn.autocommit:
         row = _record_unlocked(conn, o)
         if row is not None:
@@ -305,7 +293,7 @@ def record_round(
     return _record_locked(conn, o)
 
 
-def _record_unlocked(conn: DriverConnection, o: _Offer) -> Any | None:
+def _record_unlocked(conn: DriverConnection, o: Offer) -> Any | None:
     """PostgreSQL, outside a transaction: the round in two statements; None if another
     request changed the negotiation in between (or an unseen session must be looked up).
 
@@ -314,7 +302,7 @@ def _record_unlocked(conn: DriverConnection, o: _Offer) -> Any | None:
     one atomic statement, committed when it returns. A refusal (an error for the client) from
     the first needs no lock: it would have been the same a moment later.
     """
-    context = _checked_call(
+    context = checked_call(
         _ROUND_CONTEXT[o.session_id is not None].first(
             conn, {"b_call_id": o.call_id, "b_session_id": o.session_id}
         ),
@@ -325,6 +313,7 @@ def _record_unlocked(conn: DriverConnection, o: _Offer) -> Any | None:
         "b_call_id": o.call_id,
         "b_session_id": o.session_id,
         "b_agreed": o.offer,
+        "b_now": o.now,
     }
     if o.session_id is not None:
         if context.status is None:  # no session row: an unseen id, registered with the round
@@ -336,34 +325,39 @@ def _record_unlocked(conn: DriverConnection, o: _Offer) -> Any | None:
         else:
             guard = "open"
             expires_at = check_session_open(o.session_id, context, o.now)
-            params |= {"b_now": o.now, "b_expires_at": expires_at}
-    values = _next_round(context, context if context.round_number is not None else None, o)
+            params |= {"b_expires_at": expires_at, "b_version": context.version}
+    values = next_round(context, context if context.round_number is not None else None, o)
     try:
         return _RECORD_IF_UNCHANGED[guard, values["decision"]].first(conn, values | params)
     except IntegrityError:
         return None  # a round recorded meanwhile took this round's number
 
 
-def _record_locked(conn: Connection, o: _Offer) -> Any:
-    """The round in a transaction that first locks its negotiation (PostgreSQL; on SQLite the
-    transaction already holds the database's write lock)."""
-    if o.session_id is None:
-        call_query = _CALL_LOCKED if conn.dialect.name == "postgresql" else _CALL
-    else:
-        call_query = _CALL_AND_SESSION  # takes the session's lock (see negotiation.sessions)
-    call = _checked_call(
-        call_query.first(conn, {"b_call_id": o.call_id, "b_session_id": o.session_id}),
-        o.call_id,
-    )
-    expires_at = None
+def _record_locked(conn: Connection, o: Offer) -> Any:
+    """The round in a transaction that first locks what it depends on (PostgreSQL: the
+    session, the load, the call, in that order; on SQLite the transaction already holds the
+    database's write lock)."""
+    params = {"b_call_id": o.call_id, "b_session_id": o.session_id}
+    session = None
     if o.session_id is not None:
+        # Takes the session's lock (see negotiation.sessions).
+        session = checked_call(_CALL_AND_SESSION.first(conn, params), o.call_id)
+    if conn.dialect.name == "postgresql":
+        LOCK_LOAD.run(conn, params)
+        call = _CALL_LOCKED.first(conn, params)
+    else:
+        call = session if session is not None else _CALL.first(conn, params)
+    call = checked_call(call, o.call_id)
+    expires_at = None
+    if session is not None:
+        assert o.session_id is not None
         expires_at = session_for_round(
             conn,
             o.session_id,
-            call if call.status is not None else None,  # a session row's status is never NULL
+            session if session.status is not None else None,  # a session's status is never NULL
             ttl=o.cfg.session_ttl_seconds,
             require=o.cfg.require_sessions,
             now=o.now,
         )
     last = _last_round(conn, o.call_id, o.session_id, now=o.now, expires_at=expires_at)
-    return _record(conn, _next_round(call, last, o), o.call_id, o.offer)
+    return _record(conn, next_round(call, last, o), o)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, update
 from sqlalchemy.exc import IntegrityError
 
+from negotiation.booking import call_for_update, update_outcome
 from negotiation.errors import ApiError, not_found
 from negotiation.queries import call_by_id, calls, load_by_id, loads
 from negotiation.schemas import CallCreate, CallUpdate, LoadCreate
@@ -59,11 +60,15 @@ def create_call(conn: Connection, data: CallCreate, now: dt.datetime) -> Row[Any
     return row
 
 
-def update_call(conn: Connection, call_id: int, data: CallUpdate) -> Row[Any]:
-    call = call_by_id(conn, call_id)
+def update_call(conn: Connection, call_id: int, data: CallUpdate, now: dt.datetime) -> Row[Any]:
+    """PATCH a call. Setting ``outcome`` / ``final_rate_agreed`` follows the booking rules
+    (:func:`negotiation.booking.update_outcome`): accepting books the load."""
+    values = data.model_dump(exclude_unset=True)
+    call = call_for_update(conn, call_id, values)
     if call is None:
         raise not_found("CALL_NOT_FOUND", "Call", call_id)
-    values = data.model_dump(exclude_unset=True)
+    if values.keys() & {"outcome", "final_rate_agreed"}:
+        update_outcome(conn, call, values, now)
     if values.get("call_end_time") is not None:
         start = call.call_start_time
         if start is not None:

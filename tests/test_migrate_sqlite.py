@@ -30,7 +30,7 @@ from tests import dbutil
 from tests.legacy import KNOWN_LOAD, KNOWN_ROUNDS, LEGACY_OUTCOMES, LEGACY_TABLES, create_legacy_db
 
 SCRIPT = dbutil.ROOT / "scripts" / "migrate_add_session_id.sh"
-FIRST, SECOND, HEAD = "5e1a0c3b7d01", "8b2d4f6a9c02", "c3e5a7b9d103"
+FIRST, SECOND, HEAD = "5e1a0c3b7d01", "8b2d4f6a9c02", "d4f6b8c0e204"
 API_KEY = "test-key"
 Run = Callable[..., tuple[int, str, str]]
 

@@ -25,7 +25,7 @@ from negotiation.db import normalize_url
 from negotiation.settings import Settings
 from tests import dbutil
 
-FIRST, SECOND, HEAD = "5e1a0c3b7d01", "8b2d4f6a9c02", "c3e5a7b9d103"
+FIRST, SECOND, HEAD = "5e1a0c3b7d01", "8b2d4f6a9c02", "d4f6b8c0e204"
 LEGACY_TABLES = ("calls", "carriers", "loads", "negotiations")
 API_KEY = "test-key"
 

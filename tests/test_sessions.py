@@ -149,8 +149,10 @@ async def test_concurrent_creates_of_one_id_give_exactly_one_201(settings: Setti
 
 async def test_concurrent_first_rounds_register_an_unseen_session_once(settings: Settings) -> None:
     async with concurrent_client(create_app(settings)) as (c, _):
-        assert (await c.post("/api/loads", json={**LOAD, "load_id": "LD-RACE"})).is_success
-        calls = [(await c.post("/api/calls", json={"load_id": "LD-RACE"})).json() for _ in range(6)]
+        calls = []
+        for n in range(6):  # one load each: six negotiations of one session
+            assert (await c.post("/api/loads", json={**LOAD, "load_id": f"LD-{n}"})).is_success
+            calls.append((await c.post("/api/calls", json={"load_id": f"LD-{n}"})).json())
         responses = await asyncio.gather(
             *(
                 c.post(
@@ -168,10 +170,10 @@ async def test_concurrent_first_rounds_register_an_unseen_session_once(settings:
 
 async def test_purge_racing_new_rounds_stays_consistent(settings: Settings) -> None:
     async with concurrent_client(create_app(settings)) as (c, _):
-        assert (await c.post("/api/loads", json={**LOAD, "load_id": "LD-PURGE"})).is_success
-        calls = [
-            (await c.post("/api/calls", json={"load_id": "LD-PURGE"})).json() for _ in range(4)
-        ]
+        calls = []
+        for n in range(4):  # one load each: four negotiations of one session
+            assert (await c.post("/api/loads", json={**LOAD, "load_id": f"LD-P{n}"})).is_success
+            calls.append((await c.post("/api/calls", json={"load_id": f"LD-P{n}"})).json())
         for x in calls:
             r = await c.post(
                 f"/api/calls/{x['id']}/negotiate", json={"carrier_offer": 2500, "session_id": "p"}

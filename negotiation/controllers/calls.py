@@ -54,7 +54,7 @@ class CallController(Controller):
 
     @patch("/{call_id:int}", operation_id="updateCall", summary="Record a call's outcome")
     async def update(self, call_id: CallId, data: JSONBody[CallUpdate], ctx: Ctx) -> CallRead:
-        return CallRead.model_validate(await ctx.db.write(update_call, call_id, data))
+        return CallRead.model_validate(await ctx.db.write(update_call, call_id, data, ctx.now))
 
     @post(
         "/{call_id:int}/negotiate",
