@@ -17,8 +17,6 @@ from negotiation.booking import check_open
 from negotiation.errors import ApiError, not_found
 from negotiation.settings import Settings
 
-NEXT_ACTIONS = {"accept": "transfer_to_rep", "counter": "await_offer", "reject": "end_call"}
-
 
 @dataclass(frozen=True, slots=True)
 class PolicySettings:

@@ -83,7 +83,10 @@ def _accept(offer: Decimal) -> Decision:
         agreed_rate=offer,
         is_final=True,
         rounds_remaining=0,
-        message=f"Great, we can book this load at {format_money(offer)}.",
+        message=(
+            f"Great, we can book this load at {format_money(offer)}. "
+            "Let me transfer you to a rep to finalize it."
+        ),
     )
 
 

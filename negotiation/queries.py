@@ -74,9 +74,15 @@ def loads_page(
     return conn.execute(query).all()
 
 
+_CALL_WITH_LOAD_STATUS = select(calls, loads.c.status.label("load_status")).select_from(
+    calls.outerjoin(loads, loads.c.load_id == calls.c.load_id)
+)
+
+
 @quick_read
 def call_by_id(conn: Connection, call_id: int) -> Row[Any] | None:
-    return conn.execute(select(calls).where(calls.c.id == call_id)).first()
+    """The call, with its load's status as ``load_status``."""
+    return conn.execute(_CALL_WITH_LOAD_STATUS.where(calls.c.id == call_id)).first()
 
 
 _CALL_EXISTS = HotStatement(select(calls.c.id).where(calls.c.id == bindparam("b_call_id")))

@@ -69,6 +69,14 @@ LoadStatus = Literal["available", "booked", "completed"]
 Outcome = Literal["negotiating", "accepted", "rejected", "transferred", "abandoned"]
 Sentiment = Literal["positive", "neutral", "negative"]
 DecisionKind = Literal["accept", "counter", "reject"]
+#: What the voice agent does after a round: wait for the carrier's answer to a counter, hand an
+#: accepted carrier to a person to book, or end the call after a final reject.
+NextAction = Literal["await_offer", "transfer_to_rep", "end_call"]
+NEXT_ACTIONS: dict[str, NextAction] = {
+    "accept": "transfer_to_rep",
+    "counter": "await_offer",
+    "reject": "end_call",
+}
 
 
 class Page(BaseModel, Generic[T]):
@@ -126,6 +134,37 @@ class LoadRead(ReadModel):
     status: str | None
     created_at: dt.datetime | None
     updated_at: dt.datetime | None
+    #: While the load is booked: the call that booked it and the agreed rate.
+    booked_call_id: int | None = None
+    booked_rate: Money | None = None
+
+
+BookingEventKind = Literal["booked", "released"]
+
+
+class BookingEvent(ReadModel):
+    """A booking or a release of a load."""
+
+    event: BookingEventKind
+    call_id: int | None
+    #: The accepted round that booked the load; null when a PATCH to the call booked it.
+    round_id: int | None
+    rate: Money | None
+    reason: str | None
+    at: dt.datetime = Field(validation_alias="created_at")
+
+
+class LoadDetail(LoadRead):
+    """A load with its bookings and releases, oldest first."""
+
+    bookings: list[BookingEvent]
+
+
+class LoadRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Why the booking fell through (kept on the release event).
+    reason: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_free_text)]
 
 
 class CallCreate(BaseModel):
@@ -168,6 +207,8 @@ class CallRead(ReadModel):
     call_duration: int | None
     transferred_to_rep: bool
     notes: str | None
+    #: The status of the call's load (``booked`` once any call booked it).
+    load_status: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -214,6 +255,8 @@ class RoundRead(ReadModel):
     accepted: bool
     is_final: bool
     rounds_remaining: int
+    #: What the voice agent does now; null only for legacy rounds without a decision.
+    next_action: NextAction | None
     system_response: str | None
     notes: str | None
     timestamp: dt.datetime | None
@@ -240,6 +283,7 @@ def round_fields(row: Any, max_rounds: int) -> dict[str, Any]:
         "accepted": decision == "accept",
         "is_final": is_final,
         "rounds_remaining": 0 if is_final else max(max_rounds - row.round_number, 0),
+        "next_action": NEXT_ACTIONS.get(decision) if decision is not None else None,
         "system_response": row.system_response,
         "notes": row.notes,
         "timestamp": row.timestamp,

@@ -23,7 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Name of the environment variable with the PostgreSQL server URL for tests.
 POSTGRES_URL_ENV = "NEGOTIATION_TEST_POSTGRES_URL"
 
-TABLES = ("idempotency_keys", "negotiations", "sessions", "calls", "carriers", "loads")
+TABLES = (
+    "idempotency_keys",
+    "load_bookings",
+    "negotiations",
+    "sessions",
+    "calls",
+    "carriers",
+    "loads",
+)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

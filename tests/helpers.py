@@ -36,6 +36,7 @@ ROUND_KEYS = {
     "accepted",
     "is_final",
     "rounds_remaining",
+    "next_action",
     "system_response",
     "notes",
     "timestamp",

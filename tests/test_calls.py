@@ -26,6 +26,7 @@ CALL_KEYS = {
     "call_duration",
     "transferred_to_rep",
     "notes",
+    "load_status",
 }
 
 

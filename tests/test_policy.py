@@ -212,6 +212,8 @@ def test_messages_are_sentences_with_amounts() -> None:
         )
 
     assert at("2500", 1).message == "We can do $2,066.00 on this load."
-    assert at("1999.5", 2).message == "Great, we can book this load at $1,999.50."
+    assert at("1999.5", 2).message == (
+        "Great, we can book this load at $1,999.50. Let me transfer you to a rep to finalize it."
+    )
     reject = at("2500", 3)
     assert "$2,500.00" in reject.message and reject.message.endswith(".")

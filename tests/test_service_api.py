@@ -36,7 +36,9 @@ async def test_handle_negotiation_records_and_decides(
     )
     accepted, message, final = await asyncio.to_thread(handle, 2150.0)
     assert (accepted, final) == (True, True)
-    assert message == "Great, we can book this load at $2,150.00."
+    assert message == (
+        "Great, we can book this load at $2,150.00. Let me transfer you to a rep to finalize it."
+    )
     with pytest.raises(ApiError) as closed:
         await asyncio.to_thread(handle, 2000)
     assert closed.value.code == "NEGOTIATION_CLOSED"

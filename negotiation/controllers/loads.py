@@ -1,16 +1,34 @@
-"""Loads: create, read, list."""
+"""Loads: create, read (with its bookings), list, release a booking."""
 
 from __future__ import annotations
 
 from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from negotiation.booking import load_detail, release_load
 from negotiation.controllers.params import Ctx, Cursor, Limit
 from negotiation.errors import not_found
 from negotiation.pagination import decode_cursor, next_cursor
-from negotiation.queries import load_by_id, loads_page
-from negotiation.schemas import LoadCreate, LoadRead, LoadStatus, Page
+from negotiation.queries import loads_page
+from negotiation.schemas import (
+    BookingEvent,
+    LoadCreate,
+    LoadDetail,
+    LoadRead,
+    LoadRelease,
+    LoadStatus,
+    Page,
+)
 from negotiation.service import create_load, utcnow
+
+
+async def _detail(ctx: Ctx, load_id: str) -> LoadDetail:
+    found = await ctx.db.read(load_detail, load_id)
+    if found is None:
+        raise not_found("LOAD_NOT_FOUND", "Load", load_id)
+    row, events = found
+    bookings = [BookingEvent.model_validate(e) for e in events]
+    return LoadDetail.model_validate({**row._mapping, "bookings": bookings})
 
 
 class LoadController(Controller):
@@ -22,12 +40,21 @@ class LoadController(Controller):
         row = await ctx.db.write(create_load, data, utcnow())
         return LoadRead.model_validate(row)
 
-    @get("/{load_id:str}", operation_id="getLoad", summary="One load")
-    async def read(self, load_id: FromPath[str], ctx: Ctx) -> LoadRead:
-        row = await ctx.db.read(load_by_id, load_id)
-        if row is None:
-            raise not_found("LOAD_NOT_FOUND", "Load", load_id)
-        return LoadRead.model_validate(row)
+    @get("/{load_id:str}", operation_id="getLoad", summary="One load, with its bookings")
+    async def read(self, load_id: FromPath[str], ctx: Ctx) -> LoadDetail:
+        return await _detail(ctx, load_id)
+
+    @post(
+        "/{load_id:str}/release",
+        operation_id="releaseLoad",
+        summary="Make a booked load available again",
+        status_code=200,
+    )
+    async def release(
+        self, load_id: FromPath[str], data: JSONBody[LoadRelease], ctx: Ctx
+    ) -> LoadDetail:
+        await ctx.db.write(release_load, load_id, data.reason, ctx.now)
+        return await _detail(ctx, load_id)
 
     @get(operation_id="listLoads", summary="Loads, filtered, by load_id")
     async def list(
