@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select
 
 from negotiation import policy
-from negotiation.queries import calls, loads, rounds, sessions
+from negotiation.queries import bookings, calls, loads, rounds, sessions
 from negotiation.reports.schemas import (
     CallSummary,
     DecisionCounts,
@@ -96,8 +96,18 @@ def _call_summary(row: Any, max_markup: Decimal) -> CallSummary:
     )
 
 
+def _booking_rounds(conn: Connection, round_ids: Sequence[int]) -> set[int]:
+    """Which of these rounds booked their load."""
+    if not round_ids:
+        return set()
+    query = select(bookings.c.round_id).where(
+        bookings.c.round_id.in_(round_ids), bookings.c.event == "booked"
+    )
+    return set(conn.execute(query).scalars())
+
+
 def _round_entries(
-    round_rows: Iterable[Row[Any]], by_call: dict[int, CallSummary]
+    round_rows: Iterable[Row[Any]], by_call: dict[int, CallSummary], booking: Collection[int]
 ) -> list[RoundEntry]:
     """Rounds in order, with the time since the previous round and the broker's concession."""
     entries: list[RoundEntry] = []
@@ -139,6 +149,7 @@ def _round_entries(
                 concession=concession,
                 loadboard_rate=load.loadboard_rate if load is not None else None,
                 ceiling=load.ceiling if load is not None else None,
+                booked_load=row.id in booking,
             )
         )
     return entries
@@ -202,7 +213,8 @@ def session_report(
     call_ids = sorted({r.call_id for r in round_rows if r.call_id is not None})
     call_list = _calls_with_loads(conn, call_ids, max_markup)
     by_call = {c.call_id: c for c in call_list}
-    entries = _round_entries(round_rows, by_call)
+    booking = _booking_rounds(conn, [r.id for r in round_rows])
+    entries = _round_entries(round_rows, by_call, booking)
 
     grouped: dict[int | None, list[RoundEntry]] = {}
     for entry in entries:

@@ -99,7 +99,7 @@ def session_markdown(report: SessionReport) -> str:
                 when(r.timestamp),
                 duration(r.seconds_since_previous),
                 money(r.carrier_offer),
-                r.decision or "none (legacy)",
+                (r.decision or "none (legacy)") + (" (booked the load)" if r.booked_load else ""),
                 money(r.counter_offer),
                 money(r.agreed_rate),
                 signed_money(r.concession),
@@ -184,6 +184,7 @@ def summary_markdown(report: SummaryReport) -> str:
         ("Sessions", report.sessions),
         ("Calls", report.calls),
         ("Negotiations", report.negotiations),
+        ("Bookings", f"{report.bookings} booked, {report.releases} released"),
         (
             "Rounds",
             f"{report.rounds} ({report.rounds_with_offer} with an offer, "
@@ -266,6 +267,7 @@ SESSION_CSV_COLUMNS = (
     "ceiling",
     "system_response",
     "notes",
+    "booked_load",
 )
 
 
@@ -290,6 +292,7 @@ def session_csv(report: SessionReport) -> str:
             r.ceiling,
             r.system_response,
             r.notes,
+            r.booked_load,
         )
         for r in report.rounds
     ]
@@ -311,6 +314,8 @@ def summary_csv(report: SummaryReport) -> str:
         "acceptance_rate",
         "first_offer_acceptance_rate",
         "average_rounds_to_agreement",
+        "bookings",
+        "releases",
     ):
         rows.append(("totals", key, getattr(report, key)))
     for key, value in report.decisions.model_dump().items():

@@ -70,6 +70,8 @@ class RoundEntry(BaseModel):
     concession: Money | None
     loadboard_rate: Money | None
     ceiling: Money | None
+    #: This accepted round booked its load (see ``load_bookings``).
+    booked_load: bool = False
 
 
 class NegotiationSummary(BaseModel):
@@ -179,6 +181,9 @@ class SummaryReport(BaseModel):
     agreed_rates: AgreedRates
     decisions_by_round: list[RoundNumberDecisions]
     outcomes: Outcomes
+    #: Loads booked and released in the period (by the event's time).
+    bookings: int = 0
+    releases: int = 0
     generated_at: dt.datetime
 
 

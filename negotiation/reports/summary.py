@@ -25,7 +25,7 @@ from sqlalchemy import (
     select,
 )
 
-from negotiation.queries import calls, loads, rounds
+from negotiation.queries import bookings, calls, loads, rounds
 from negotiation.reports.schemas import (
     AgreedRates,
     DecisionCounts,
@@ -77,6 +77,24 @@ def _scope(filters: SummaryFilters) -> tuple[FromClause, ColumnElement[bool]]:
     if filters.carrier_mc_number is not None:
         conditions.append(calls.c.carrier_mc_number == filters.carrier_mc_number)
     return joined, and_(True, *conditions)
+
+
+def _booking_events(conn: Connection, filters: SummaryFilters) -> dict[str, int]:
+    """Bookings and releases under ``filters`` (time range on the event's time), by event."""
+    query = (
+        select(bookings.c.event, func.count().label("n"))
+        .select_from(bookings.outerjoin(calls, calls.c.id == bookings.c.call_id))
+        .group_by(bookings.c.event)
+    )
+    if filters.since is not None:
+        query = query.where(bookings.c.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(bookings.c.created_at < filters.until)
+    if filters.load_id is not None:
+        query = query.where(bookings.c.load_id == filters.load_id)
+    if filters.carrier_mc_number is not None:
+        query = query.where(calls.c.carrier_mc_number == filters.carrier_mc_number)
+    return {row.event: int(row.n) for row in conn.execute(query)}
 
 
 def _per_cent(cents: int, count: int) -> Decimal | None:
@@ -212,6 +230,7 @@ def summary_report(
         )
     )
 
+    events = _booking_events(conn, filters)
     accept, counter, reject = int(totals.accept), int(totals.counter), int(totals.reject)
     negotiations = sum(negotiation_outcomes.values())
     decided = negotiations - negotiation_outcomes.get("undecided", 0)
@@ -252,5 +271,7 @@ def summary_report(
             },
             calls=call_outcomes,
         ),
+        bookings=events.get("booked", 0),
+        releases=events.get("released", 0),
         generated_at=now,
     )
