@@ -21,8 +21,9 @@ API_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/api/loads/LD1", None),
     ("POST", "/api/calls", {"load_id": "LD1"}),
     ("GET", "/api/calls/1", None),
-    ("PATCH", "/api/calls/1", {"outcome": "abandoned"}),
-    ("POST", "/api/calls/1/negotiate", {"carrier_offer": 2000}),
+    ("POST", "/api/calls/1/negotiate", {"carrier_offer": 2000}),  # accepted: books LD1
+    ("POST", "/api/loads/LD1/release", {"reason": "fell through"}),
+    ("PATCH", "/api/calls/1", {"notes": "handed over"}),
     ("GET", "/api/calls/1/negotiations", None),
     ("GET", "/api/negotiations/session/s1", None),
     ("GET", "/api/negotiations", None),
@@ -200,7 +201,7 @@ async def test_unexpected_errors_reveal_nothing(
     def broken(*_: Any) -> None:
         raise RuntimeError("SELECT secret_column FROM secret_table -- password=hunter2")
 
-    monkeypatch.setattr("negotiation.controllers.loads.load_by_id", broken)
+    monkeypatch.setattr("negotiation.controllers.loads.load_detail", broken)
     response = await client.get("/api/loads/LD1")
     assert_error(response, 500, "INTERNAL_ERROR")
     assert "secret" not in response.text and "hunter2" not in response.text

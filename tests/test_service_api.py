@@ -123,6 +123,7 @@ EXPECTED_OPERATIONS = {
     "listSessionRounds",
     "queryRounds",
     "health",
+    "releaseLoad",
 }
 
 
@@ -151,3 +152,10 @@ async def test_openapi_document(client: Client) -> None:
     assert len(operation_ids) == len(set(operation_ids))
     assert set(operation_ids) >= EXPECTED_OPERATIONS
     assert (await client.get("/schema", headers={"X-API-Key": ""})).status_code == 200
+    schemas = document["components"]["schemas"]
+    next_action = schemas["RoundRead"]["properties"]["next_action"]
+    options = next_action.get("oneOf") or next_action.get("anyOf") or [next_action]
+    enums = [set(o["enum"]) - {None} for o in options if "enum" in o]
+    assert enums == [{"await_offer", "transfer_to_rep", "end_call"}]
+    assert "next_action" in schemas["RoundRead"]["required"]
+
