@@ -57,8 +57,8 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
         if_not_exists=robust,
     )
-    for name, column in INDEXES:
-        op.create_index(name, "load_bookings", [column], if_not_exists=robust)
+    for name, indexed in INDEXES:
+        op.create_index(name, "load_bookings", [indexed], if_not_exists=robust)
     with outside_transaction():
         for column in _load_columns():
             op.add_column("loads", column, if_not_exists=robust)
