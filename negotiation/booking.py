@@ -35,12 +35,18 @@ CALL_OPEN = or_(calls.c.outcome.is_(None), and_(*(calls.c.outcome != o for o in 
 #: The load may be booked (NULL: a legacy load with no status).
 LOAD_BOOKABLE = or_(loads.c.status.is_(None), loads.c.status == "available")
 
+#: The load id of the call ``b_call_id`` (never correlated to an enclosing query's ``calls``).
+CALLS_LOAD_ID = (
+    select(calls.c.load_id)
+    .where(calls.c.id == bindparam("b_call_id"))
+    .correlate(None)
+    .scalar_subquery()
+)
 #: The load booked by a call at a rate, if it is still bookable (no row otherwise).
 BOOK_LOAD = (
     update(loads)
     .where(
-        loads.c.load_id
-        == select(calls.c.load_id).where(calls.c.id == bindparam("b_call_id")).scalar_subquery(),
+        loads.c.load_id == CALLS_LOAD_ID,
         LOAD_BOOKABLE,
     )
     .values(
@@ -81,12 +87,7 @@ _EVENT = HotStatement(
 )
 #: PostgreSQL: the call's load locked (row lock), before the call's own lock is taken.
 LOCK_LOAD = HotStatement(
-    select(loads.c.load_id)
-    .where(
-        loads.c.load_id
-        == select(calls.c.load_id).where(calls.c.id == bindparam("b_call_id")).scalar_subquery()
-    )
-    .with_for_update()
+    select(loads.c.load_id).where(loads.c.load_id == CALLS_LOAD_ID).with_for_update()
 )
 
 
@@ -109,8 +110,7 @@ def call_closed(call_id: int, outcome: str) -> ApiError:
 
 def load_booked(load_id: str, status: str, booked_call_id: int | None) -> ApiError:
     by = f" by call {booked_call_id}" if booked_call_id is not None else ""
-    state = "booked" if status == "booked" else status
-    return ApiError(409, "LOAD_BOOKED", f"Load {load_id} is already {state}{by}")
+    return ApiError(409, "LOAD_BOOKED", f"Load {load_id} is already {status}{by}")
 
 
 def check_open(call: Any) -> None:

@@ -26,7 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
-from negotiation.booking import BOOK_LOAD, CALL_OPEN, LOCK_LOAD, book, booking_event
+from negotiation.booking import (
+    BOOK_LOAD,
+    CALL_OPEN,
+    CALLS_LOAD_ID,
+    LOCK_LOAD,
+    book,
+    booking_event,
+)
 from negotiation.models import Money
 from negotiation.next_round import Offer, PolicySettings, checked_call, next_round
 from negotiation.queries import calls, loads, rounds, session_match, sessions
@@ -86,8 +93,7 @@ _LAST_ROUND_QUERY = {
     .select_from(rounds.join(_ROUND_CALL, _ROUND_CALL.c.id == rounds.c.call_id))
     .where(
         rounds.c.session_id == bindparam("b_session_id"),
-        _ROUND_CALL.c.load_id
-        == select(calls.c.load_id).where(_BY_CALL).correlate(None).scalar_subquery(),
+        _ROUND_CALL.c.load_id == CALLS_LOAD_ID,
     )
     .order_by(*_LAST_FIRST)
     .limit(1),

@@ -42,16 +42,9 @@ sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 from server import Server, serve  # noqa: E402
 
 from tests import dbutil  # noqa: E402
+from tests.conftest import LOAD  # noqa: E402
 
 CONNECTIONS = 32
-LOAD = {
-    "origin": "Chicago, IL",
-    "destination": "Dallas, TX",
-    "pickup_datetime": "2026-12-01T08:00:00Z",
-    "delivery_datetime": "2026-12-02T18:00:00Z",
-    "equipment_type": "Dry Van",
-    "loadboard_rate": 2000.00,
-}
 RECORD_OFFERS = (2500, 2400, 2300)  # above the 2200 ceiling: counter, counter, reject
 
 
