@@ -2,14 +2,16 @@
 injected clock, plus legacy-style rows inserted directly (NULL decision, NULL offer).
 
 Loads: LD-A (2000.00, ceiling 2200.00 from the 10 % markup), LD-B (1500.00, max_rate 1600.00).
+S1's accept books LD-A, which is released (RELEASE_TIME) before S3 negotiates on it; S2's accept
+books LD-B. Each accept ends its call, so call 2's default negotiation comes before S2's round.
 
 | session | call (load, carrier) | rounds                                                    |
 |---------|----------------------|-----------------------------------------------------------|
 | S1      | 1 (LD-A, MC100)      | 2500 counter 2066; 2150 counter 2133; 2190 accept          |
 | S1      | 4 (LD-A, MC300)      | legacy: no offer; 2300 — both without a decision           |
+| (none)  | 2 (LD-B, MC200)      | 1700 counter 1533 (5 minutes before S2's round)            |
 | S2      | 2 (LD-B, MC200)      | 1450 accept (at or below the loadboard rate)               |
 | S3      | 3 (LD-A, MC200)      | 2600 counter 2066; 2500 counter 2133; 2400 reject          |
-| (none)  | 2 (LD-B, MC200)      | 1700 counter 1533                                          |
 | (none)  | 4 (LD-A, MC300)      | legacy: no offer; 2250 — both without a decision           |
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from negotiation.booking import release_load
 from negotiation.db import Database
 from negotiation.queries import calls, rounds
 from negotiation.recording import PolicySettings, record_round
@@ -33,6 +36,7 @@ T0 = dt.datetime(2026, 3, 1, 10, 0, 0, tzinfo=dt.UTC)
 T1 = dt.datetime(2026, 3, 2, 9, 0, 0, tzinfo=dt.UTC)
 T2 = dt.datetime(2026, 3, 3, 15, 30, 0, tzinfo=dt.UTC)
 LEGACY_TIME = dt.datetime(2025, 12, 1, 8, 0, 0, tzinfo=dt.UTC)
+RELEASE_TIME = T0 + dt.timedelta(hours=1)
 NOTE = "<script>alert('x')</script> | carrier said so"
 
 
@@ -114,8 +118,9 @@ async def build(settings: Settings) -> None:
                 },
             ],
         )
+        await db.write(release_load, "LD-A", "carrier fell through", RELEASE_TIME)
+        await offer(call[2], "1700", None, T1 - dt.timedelta(minutes=5))
         await offer(call[2], "1450", S2, T1)
-        await offer(call[2], "1700", None, T1 + dt.timedelta(minutes=5))
         await offer(call[3], "2600", S3, T2)
         await offer(call[3], "2500", S3, T2 + dt.timedelta(seconds=30))
         await offer(call[3], "2400", S3, T2 + dt.timedelta(seconds=75))

@@ -53,10 +53,10 @@ async def test_legacy_rows_read_back_everywhere(client: Client, settings: Settin
     )
     assert call["transferred_to_rep"] is False
 
-    # The call's default negotiation goes on after the legacy rounds.
+    # The call's default negotiation goes on after the legacy rounds (a session starts afresh).
+    assert (await offer_ok(client, 7, 2500, "fresh"))["round_number"] == 1
     new = await offer_ok(client, 7, 1800)
     assert (new["round_number"], new["decision"]) == (3, "accept")
-    assert (await offer_ok(client, 7, 2500, "fresh"))["round_number"] == 1
 
 
 async def test_call_without_load_cannot_negotiate(client: Client, settings: Settings) -> None:

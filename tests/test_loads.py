@@ -39,7 +39,8 @@ async def test_create_load_returns_the_load(client: Client) -> None:
 
     again = await client.get("/api/loads/LD001")
     assert again.status_code == 200
-    assert again.json() == load
+    assert again.json() == load | {"bookings": []}
+    assert (load["booked_call_id"], load["booked_rate"]) == (None, None)
 
 
 async def test_money_is_a_json_number_never_a_string(client: Client, make_load: MakeLoad) -> None:

@@ -86,7 +86,8 @@ async def test_max_rate_is_the_ceiling_when_set(client: Client, make_load: Make)
     assert [r["counter_offer"] for r in rows[:2]] == [2200, 2400]
     assert rows[2]["decision"] == "accept" and rows[2]["agreed_rate"] == 2600
 
-    other = (await client.post("/api/calls", json={"load_id": "LD001"})).json()
+    await make_load("LD002", loadboard_rate=2000, max_rate=2600)  # LD001 is booked now
+    other = (await client.post("/api/calls", json={"load_id": "LD002"})).json()
     rows = await _decisions(client, other["id"], [3000, 3000, 2600.01])
     assert rows[2]["decision"] == "reject"
 
@@ -102,10 +103,10 @@ async def test_max_rounds_setting_changes_the_negotiation(
         assert [r["counter_offer"] for r in rows[:4]] == [2040, 2080, 2120, 2160]
         assert_error(await negotiate(five, call["id"], 100, "s"), 409, "NEGOTIATION_CLOSED")
 
-    other = await make_call()
+    other, third = await make_call(), await make_call()
     async with client_for(with_settings(settings, max_rounds=1)) as one:
         assert (await offer_ok(one, other["id"], 2200, "a"))["decision"] == "accept"
-        assert (await offer_ok(one, other["id"], 2200.01, "b"))["decision"] == "reject"
+        assert (await offer_ok(one, third["id"], 2200.01, "b"))["decision"] == "reject"
 
 
 async def test_max_markup_setting_moves_the_ceiling(settings: Settings, make_call: Make) -> None:
@@ -190,6 +191,7 @@ async def test_counter_never_at_or_above_the_offer(client: Client, make_load: Ma
     call = (await client.post("/api/calls", json={"load_id": "LD001"})).json()
     first = await offer_ok(client, call["id"], 1000.90, "s")
     assert first["decision"] == "accept" and first["agreed_rate"] == 1000.9
-    other = (await client.post("/api/calls", json={"load_id": "LD001"})).json()
+    await make_load("LD002", loadboard_rate=1000.50, max_rate=1001.50)  # LD001 is booked now
+    other = (await client.post("/api/calls", json={"load_id": "LD002"})).json()
     countered = await offer_ok(client, other["id"], 1001.40, "s2")
     assert countered["decision"] == "counter" and countered["counter_offer"] == 1001

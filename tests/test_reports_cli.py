@@ -156,14 +156,16 @@ def test_export_rounds_csv_and_ndjson(env: dict[str, str], tmp_path: Path) -> No
     assert (out.code, out.stdout) == (0, "")
     lines = [json.loads(line) for line in target.read_text().splitlines()]
     assert len(lines) == 5
-    first = lines[0]
-    assert first["carrier_offer"] == 1450.0 and isinstance(first["carrier_offer"], float)
-    assert (first["session_id"], first["decision"], first["load_id"]) == (
+    first, accepted_s2 = lines[0], lines[1]
+    assert first["carrier_offer"] == 1700.0 and isinstance(first["carrier_offer"], float)
+    assert (first["session_id"], first["decision"]) == (None, "counter")
+    assert accepted_s2["carrier_offer"] == 1450.0
+    assert (accepted_s2["session_id"], accepted_s2["decision"], accepted_s2["load_id"]) == (
         reportdata.S2,
         "accept",
         "LD-B",
     )
-    assert first["timestamp"] == "2026-03-02T09:00:00Z"
+    assert accepted_s2["timestamp"] == "2026-03-02T09:00:00Z"
 
     out = run_cli("export", "rounds", "--until", "2026-01-01", "-f", "ndjson", env=env)
     legacy = [json.loads(line) for line in out.stdout.splitlines()]

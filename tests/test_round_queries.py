@@ -45,11 +45,11 @@ async def test_round_arrays_paginate_with_link_headers(client: Client, make_call
     ids = []
     calls = [await make_call() for _ in range(3)]
     for call in calls:
-        for offer in (1000, 1000):  # accept, then refused: one round per (call, session)
+        ids.append((await offer_ok(client, call["id"], 5000, "paged2"))["id"])  # a counter
+        for offer in (1000, 1000):  # accept (ends the call), then refused: one round
             response = await negotiate(client, call["id"], offer, "paged")
             if response.status_code == 201:
                 ids.append(response.json()["id"])
-        ids.append((await offer_ok(client, call["id"], 1000, "paged2"))["id"])
     by_session = [r["id"] for r in (await client.get("/api/negotiations/session/paged")).json()]
     assert len(by_session) == 3
 
@@ -69,7 +69,7 @@ async def test_round_arrays_paginate_with_link_headers(client: Client, make_call
     pages = await _walk_array(
         client, f"/api/calls/{cid}/negotiations", {"limit": 1, "session_id": "paged2"}
     )
-    assert pages == [[all_of_call[1]]]
+    assert pages == [[all_of_call[0]]]
 
     after = await client.get("/api/negotiations/session/paged", params={"after_id": by_session[0]})
     assert [r["id"] for r in after.json()] == by_session[1:]
@@ -94,16 +94,16 @@ async def _walk_query(client: Client, params: dict[str, Any]) -> list[list[int]]
 
 
 async def test_query_by_call_session_both_and_filters(client: Client, make_call: Make) -> None:
-    one, two = await make_call(), await make_call()
+    one, two, three = await make_call(), await make_call(), await make_call()
     rows: list[dict[str, Any]] = []
-    for call, session, offer in [
+    for call, session, offer in [  # a final decision ends its call: it comes last on each
         (one, "s1", 5000),  # counter
         (one, "s1", 5000),  # counter
-        (two, "s1", 1500),  # accept
-        (one, "s2", 2100),  # counter
-        (one, "s1", 5000),  # reject
         (two, None, 5000),  # counter
-        (one, "s2", 1999),  # accept
+        (two, "s1", 1500),  # accept
+        (three, "s2", 2100),  # counter
+        (one, "s1", 5000),  # reject
+        (three, "s2", 1999),  # accept
     ]:
         rows.append(await offer_ok(client, call["id"], offer, session))
     ids = [r["id"] for r in rows]
@@ -113,13 +113,13 @@ async def test_query_by_call_session_both_and_filters(client: Client, make_call:
         return [i for page in pages for i in page]
 
     assert await query() == ids
-    assert await query(call_id=one["id"]) == [ids[i] for i in (0, 1, 3, 4, 6)]
-    assert await query(session_id="s1") == [ids[i] for i in (0, 1, 2, 4)]
-    assert await query(call_id=one["id"], session_id="s1") == [ids[i] for i in (0, 1, 4)]
+    assert await query(call_id=one["id"]) == [ids[i] for i in (0, 1, 5)]
+    assert await query(session_id="s1") == [ids[i] for i in (0, 1, 3, 5)]
+    assert await query(call_id=one["id"], session_id="s1") == [ids[i] for i in (0, 1, 5)]
     assert await query(call_id=two["id"], session_id="s2") == []
-    assert await query(decision="accept") == [ids[2], ids[6]]
-    assert await query(decision="reject", session_id="s1") == [ids[4]]
-    assert await query(decision="counter", call_id=two["id"]) == [ids[5]]
+    assert await query(decision="accept") == [ids[3], ids[6]]
+    assert await query(decision="reject", session_id="s1") == [ids[5]]
+    assert await query(decision="counter", call_id=two["id"]) == [ids[2]]
 
     stamp = parse_timestamp(rows[3]["timestamp"])
     assert await query(since=rows[3]["timestamp"]) == ids[3:]
@@ -137,11 +137,11 @@ async def test_query_by_call_session_both_and_filters(client: Client, make_call:
     assert await _walk_query(client, {"limit": 7}) == [ids]
     assert await _walk_query(client, {"limit": 2, "session_id": "s1"}) == [
         [ids[0], ids[1]],
-        [ids[2], ids[4]],
+        [ids[3], ids[5]],
     ]
-    assert await _walk_query(client, {"limit": 1, "call_id": one["id"], "decision": "accept"}) == [
-        [ids[6]]
-    ]
+    assert await _walk_query(
+        client, {"limit": 1, "call_id": three["id"], "decision": "accept"}
+    ) == [[ids[6]]]
     default_page = (await client.get("/api/negotiations")).json()
     assert default_page["next_cursor"] is None and len(default_page["items"]) == 7
     assert set(default_page["items"][0]) == ROUND_KEYS
@@ -150,7 +150,7 @@ async def test_query_by_call_session_both_and_filters(client: Client, make_call:
 async def test_query_default_limit_is_100(client: Client, make_call: Make) -> None:
     calls = [await make_call() for _ in range(3)]
     for i in range(101):
-        await offer_ok(client, calls[i % 3]["id"], 1000, f"s{i}")
+        await offer_ok(client, calls[i % 3]["id"], 5000, f"s{i}")  # counters: calls stay open
     page = (await client.get("/api/negotiations")).json()
     assert len(page["items"]) == 100 and page["next_cursor"] is not None
     rest = (await client.get("/api/negotiations", params={"cursor": page["next_cursor"]})).json()
