@@ -106,7 +106,6 @@ class LoadBooking(Base):
     __table_args__ = (
         Index("ix_load_bookings_load_id", "load_id"),
         Index("ix_load_bookings_created_at", "created_at"),
-        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

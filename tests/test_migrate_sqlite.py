@@ -30,7 +30,7 @@ from tests import dbutil
 from tests.legacy import KNOWN_LOAD, KNOWN_ROUNDS, LEGACY_OUTCOMES, LEGACY_TABLES, create_legacy_db
 
 SCRIPT = dbutil.ROOT / "scripts" / "migrate_add_session_id.sh"
-FIRST, SECOND, HEAD = "5e1a0c3b7d01", "8b2d4f6a9c02", "d4f6b8c0e204"
+FIRST, SECOND, SERVICE, HEAD = "5e1a0c3b7d01", "8b2d4f6a9c02", "c3e5a7b9d103", "d4f6b8c0e204"
 API_KEY = "test-key"
 Run = Callable[..., tuple[int, str, str]]
 
@@ -114,7 +114,7 @@ def test_adopts_a_legacy_file_keeping_every_row(legacy: Path, run: Run) -> None:
     status, out, err = run(str(legacy))
     assert status == 0, err
     assert f"stamped {FIRST}" in out
-    assert re.search(rf"applied {SECOND}: .*\n  applied {HEAD}: ", out)
+    assert re.search(rf"applied {SECOND}: .*\n  applied {SERVICE}: .*\n  applied {HEAD}: ", out)
     assert "negotiations 5000" in out and "elapsed: backup" in out
     [backup] = backups(legacy)
     assert re.fullmatch(r"loads\.db\.backup\.\d{8}_\d{6}", backup.name)
@@ -182,12 +182,25 @@ async def test_legacy_rows_are_readable_through_the_api(legacy: Path, run: Run) 
             if cursor is None:
                 break
         assert seen == 5000
-        # The service carries on: a new negotiation on a legacy call.
-        r = await client.post(
-            "/api/calls/1/negotiate", json={"carrier_offer": 2000, "session_id": "sess_after"}
-        )
-        assert r.status_code == 201, r.text
-        assert r.json()["round_number"] == 1
+        # The service carries on: a new negotiation on a legacy call that has not ended; one
+        # that ended (a terminal outcome) is closed.
+        # (On a legacy load marked booked, no other call negotiates.)
+        recorded = set()
+        for call_id in range(1, 41):
+            call = (await client.get(f"/api/calls/{call_id}")).json()
+            r = await client.post(
+                f"/api/calls/{call_id}/negotiate",
+                json={"carrier_offer": 2000, "session_id": f"sess_after_{call_id}"},
+            )
+            if call["outcome"] in ("accepted", "rejected", "transferred", "abandoned"):
+                assert r.status_code == 409 and r.json()["error"]["code"] == "CALL_CLOSED"
+            elif call["load_status"] not in (None, "available"):
+                assert r.status_code == 409 and r.json()["error"]["code"] == "LOAD_BOOKED"
+            elif call["outcome"] == "negotiating":
+                assert r.status_code == 201, r.text
+                assert r.json()["round_number"] == 1
+                recorded.add(call_id)
+        assert recorded
 
 
 def test_second_run_reports_already_at_head_and_changes_nothing(legacy: Path, run: Run) -> None:

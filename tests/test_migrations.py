@@ -25,7 +25,7 @@ from negotiation.db import normalize_url
 from negotiation.settings import Settings
 from tests import dbutil
 
-FIRST, SECOND, HEAD = "5e1a0c3b7d01", "8b2d4f6a9c02", "d4f6b8c0e204"
+FIRST, SECOND, SERVICE, HEAD = "5e1a0c3b7d01", "8b2d4f6a9c02", "c3e5a7b9d103", "d4f6b8c0e204"
 LEGACY_TABLES = ("calls", "carriers", "loads", "negotiations")
 API_KEY = "test-key"
 
@@ -282,16 +282,21 @@ def test_offline_postgresql_sql_is_reviewable_and_passes_squawk(tmp_path: Path) 
         [str(dbutil.ROOT / "scripts/lint_migrations"), str(out)], capture_output=True, text=True
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert "Found 0 issues in 3 files" in lint.stdout
+    assert "Found 0 issues in 4 files" in lint.stdout
     files = sorted(out.glob("*.sql"))
-    assert [f.name for f in files] == [f"01_{FIRST}.sql", f"02_{SECOND}.sql", f"03_{HEAD}.sql"]
+    assert [f.name for f in files] == [
+        f"01_{FIRST}.sql",
+        f"02_{SECOND}.sql",
+        f"03_{SERVICE}.sql",
+        f"04_{HEAD}.sql",
+    ]
     sql = "\n".join(f.read_text() for f in files)
     assert "SET lock_timeout = '500ms'" in sql
     for index in ("idx_negotiations_session_id", "idx_negotiations_call_session"):
         assert f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON negotiations" in sql
     assert not re.search(r"ALTER COLUMN \w+ TYPE", sql)  # no table rewrite on PostgreSQL
     added = re.findall(r"ADD COLUMN [^;]*;", sql)
-    assert len(added) == 6
+    assert len(added) == 8  # 1 + 5 + 2 (loads.booked_call_id, loads.booked_rate)
     for column in added:  # re-runnable, nullable, no default: catalog-only
         assert column.startswith("ADD COLUMN IF NOT EXISTS ")
         assert "DEFAULT" not in column and "NOT NULL" not in column

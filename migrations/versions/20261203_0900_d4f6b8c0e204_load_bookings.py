@@ -54,7 +54,6 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["load_id"], ["loads.load_id"]),
         sa.ForeignKeyConstraint(["call_id"], ["calls.id"]),
         sa.PrimaryKeyConstraint("id", name="pk_load_bookings"),
-        sqlite_autoincrement=True,
         if_not_exists=robust,
     )
     for name, indexed in INDEXES:
