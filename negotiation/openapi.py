@@ -73,6 +73,8 @@ OPERATION_ERRORS: dict[str, set[int]] = {
     "createCall": {404, 409},
     "recordRound": {404, 409, 410},
     "createSession": {409},
+    "updateCall": {409},  # CALL_CLOSED, LOAD_BOOKED, CALL_HAS_NO_LOAD
+    "releaseLoad": {409},  # LOAD_NOT_BOOKED
 }
 
 

@@ -165,7 +165,7 @@ def test_log_in_create_a_session_and_read_its_history(server: str, driver: Any) 
     assert [(c[1], c[2], c[3], c[4]) for c in cells] == [
         ("$2,500.00", "counter", "$2,066.00", "—"),
         ("$2,150.00", "counter", "$2,133.00", "—"),
-        ("$2,190.00", "accept", "—", "$2,190.00"),
+        ("$2,190.00", "accept booked the load", "—", "$2,190.00"),
     ]
     assert cells[0][10] == NOTE  # shown as text, never run
     notes = rows[0].find_elements(By.CSS_SELECTOR, "td.notes")[0]
