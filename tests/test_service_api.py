@@ -158,4 +158,3 @@ async def test_openapi_document(client: Client) -> None:
     enums = [set(o["enum"]) - {None} for o in options if "enum" in o]
     assert enums == [{"await_offer", "transfer_to_rep", "end_call"}]
     assert "next_action" in schemas["RoundRead"]["required"]
-
