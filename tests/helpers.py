@@ -118,12 +118,20 @@ async def db_read(settings: Settings, fn: Callable[..., T], *args: Any) -> T:
 
 
 async def seed_calls(
-    client: httpx.AsyncClient, *, calls: int, sessions: tuple[str, ...] = ()
+    client: httpx.AsyncClient,
+    *,
+    calls: int,
+    sessions: tuple[str, ...] = (),
+    one_load_each: bool = False,
 ) -> None:
-    """Load ``LD1`` with calls 1..``calls`` on it, and the ``sessions`` created."""
-    assert (await client.post("/api/loads", json={**LOAD, "load_id": "LD1"})).is_success
-    for _ in range(calls):
-        call = {"load_id": "LD1", "carrier_mc_number": "MC1"}
+    """Load ``LD1`` with calls 1..``calls`` on it (or, ``one_load_each``, call n on load
+    ``LDn``: an accept books only its own load), and the ``sessions`` created."""
+    for n in range(1, calls + 1):
+        load_id = f"LD{n}" if one_load_each else "LD1"
+        if n == 1 or one_load_each:
+            load = {**LOAD, "load_id": load_id}
+            assert (await client.post("/api/loads", json=load)).is_success
+        call = {"load_id": load_id, "carrier_mc_number": "MC1"}
         assert (await client.post("/api/calls", json=call)).is_success
     for session_id in sessions:
         assert (await client.post("/api/sessions", json={"session_id": session_id})).is_success

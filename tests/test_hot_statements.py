@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from negotiation import queries, recording, sessions
+from negotiation import booking, queries, recording, sessions
 from negotiation.app import create_app
 from negotiation.db import normalize_url
 from negotiation.settings import Settings
@@ -34,7 +34,12 @@ START = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 #: Statements for every database that one of them never runs: PostgreSQL records a round with
 #: combined statements (negotiation.recording), and only it locks a call's row.
 NOT_RUN_ON = {
-    "sqlite": {"negotiation.recording._CALL_LOCKED"},
+    "sqlite": {
+        "negotiation.recording._CALL_LOCKED",
+        # The row lock on a call's load (imported by negotiation.recording too).
+        "negotiation.booking.LOCK_LOAD",
+        "negotiation.recording.LOCK_LOAD",
+    },
     "postgresql": {
         "negotiation.recording._CALL",
         "negotiation.recording._TOUCH",
@@ -48,7 +53,7 @@ NOT_RUN_ON = {
 
 def _module_statements() -> Iterator[tuple[str, HotStatement]]:
     """The hot statements defined at module level (alone or in a dict) in the service."""
-    for module in (queries, recording, sessions):
+    for module in (queries, recording, sessions, booking):
         for name, value in vars(module).items():
             if isinstance(value, HotStatement):
                 yield f"{module.__name__}.{name}", value
@@ -60,20 +65,24 @@ def _module_statements() -> Iterator[tuple[str, HotStatement]]:
 
 async def _traffic(client: httpx.AsyncClient, clock: Clock) -> None:
     """Requests that run every round path: sessions created, unseen and closed, the calls'
-    default negotiations, every decision, listings alone and together, a purge."""
-    await seed_calls(client, calls=3, sessions=("s-created", "s-gone"))
+    default negotiations, every decision (each final one ends its call: one load per call),
+    a booking by PATCH, listings alone and together, a purge."""
+    # Call 8 stays open for the locked path (test below).
+    await seed_calls(client, calls=8, sessions=("s-created", "s-gone"), one_load_each=True)
     offers = [
         (1, "s-created", 2500), (1, "s-created", 2300), (1, "s-created", 2150),
         (2, "s-unseen", 2600), (2, "s-unseen", 2600), (2, "s-unseen", 2600),
-        (2, "s-unseen-2", 1990), (3, "s-unseen-3", 2600), (3, "s-unseen-3", 2600),
-        (3, "s-unseen-3", 2600), (2, None, 2400), (2, None, 1990), (3, None, 2600),
-        (3, None, 2600), (3, None, 2600), (3, "s-gone", 2100),
+        (3, "s-unseen-2", 1990), (4, None, 2400), (4, None, 1990), (5, "s-gone", 2100),
+        (5, "s-unseen-3", 2600), (5, "s-unseen-3", 2600), (5, "s-unseen-3", 2600),
+        (6, None, 2600), (6, None, 2600), (6, None, 2600),
     ]  # fmt: skip
     for call_id, session_id, offer in offers:
         clock.advance(5)
         body = {"carrier_offer": offer} | ({"session_id": session_id} if session_id else {})
         response = await client.post(f"/api/calls/{call_id}/negotiate", json=body)
         assert response.status_code == 201, response.text
+    booked = {"outcome": "accepted", "final_rate_agreed": 2100}
+    assert (await client.patch("/api/calls/7", json=booked)).is_success
     reads = [
         "/api/negotiations/session/s-created",
         "/api/negotiations/session/s-unseen?limit=1",
@@ -166,10 +175,10 @@ async def test_hot_statements_return_what_connection_execute_returns(
             with monkeypatch.context() as patch:
                 patch.setattr(recording, "_record_unlocked", lambda *_: None)
                 body = {"carrier_offer": 2500, "session_id": "s-locked"}
-                assert (await client.post("/api/calls/1/negotiate", json=body)).is_success
-                assert (await client.post("/api/calls/1/negotiate", json=body)).is_success
+                assert (await client.post("/api/calls/8/negotiate", json=body)).is_success
+                assert (await client.post("/api/calls/8/negotiate", json=body)).is_success
                 body = {"carrier_offer": 2500}
-                assert (await client.post("/api/calls/1/negotiate", json=body)).is_success
+                assert (await client.post("/api/calls/8/negotiate", json=body)).is_success
     monkeypatch.setattr(HotStatement, "all", run)
 
     dialect = "postgresql" if "postgresql" in database_url else "sqlite"
