@@ -1,8 +1,8 @@
 """A database filled through the API for the copy-database tests, and every read of it.
 
 :func:`fill` writes loads, calls (one patched with an outcome), sessions with rounds (accepted,
-rejected, open), a closed, an expired and a purged session, idempotency records, and legacy
-rounds with NULL offers and no decision. :func:`reads` answers every list and report route, so
+rejected, open), a booking and its release, a closed, an expired and a purged session,
+idempotency records, and legacy rounds with NULL offers and no decision. :func:`reads` answers every list and report route, so
 two databases can be compared by the JSON the service gives for them.
 """
 
@@ -100,6 +100,8 @@ async def fill(url: str) -> list[int]:
         await _offer(client, open_call, 2600, "short-lived")
         await _offer(client, open_call, 2500.55, None)
 
+        # LD-1 was booked by the accept; released, it takes the next call's rounds.
+        await _ok(await client.post("/api/loads/LD-1/release", json={"reason": "fell through"}))
         purged = await _call(client, "LD-1", "MC400")
         for amount in (2400, 2300):
             await _offer(client, purged, amount, "purge-me")
