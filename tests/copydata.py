@@ -2,8 +2,9 @@
 
 :func:`fill` writes loads, calls (one patched with an outcome), sessions with rounds (accepted,
 rejected, open), a booking and its release, a closed, an expired and a purged session,
-idempotency records, and legacy rounds with NULL offers and no decision. :func:`reads` answers every list and report route, so
-two databases can be compared by the JSON the service gives for them.
+idempotency records, and legacy rounds with NULL offers and no decision. :func:`reads` answers
+every list and report route, so two databases can be compared by the JSON the service gives
+for them.
 """
 
 from __future__ import annotations
