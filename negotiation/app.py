@@ -20,7 +20,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
-from negotiation.auth import API_KEY_HEADER, ApiKeyMiddleware
+from negotiation.auth import API_KEY_HEADER, ApiKeyGate
 from negotiation.body import ApiRequest, refuse_nul_in_url
 from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
@@ -53,11 +53,12 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 class NegotiationApp(Litestar):
-    """Litestar with the request context (ids, session header, access log) and the security
-    headers around every request.
+    """Litestar with the request context (ids, session header, access log), the security
+    headers and the API key check around every request.
 
     Litestar runs middleware only for requests that matched a route; wrapping the application
-    itself gives 404 and 405 responses their ``X-Request-ID``, headers and log line too.
+    itself gives 404 and 405 responses their ``X-Request-ID``, headers and log line too, and
+    refuses a request without a key before routing could tell it which routes exist.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
@@ -71,7 +72,8 @@ class NegotiationApp(Litestar):
 
     @cached_property
     def _request_context(self) -> RequestContextMiddleware:
-        return RequestContextMiddleware(SecurityHeadersMiddleware(self._handle))
+        gate = ApiKeyGate(self._handle, lambda: self.state.settings)
+        return RequestContextMiddleware(SecurityHeadersMiddleware(gate))
 
 
 def create_app(
@@ -113,7 +115,6 @@ def create_app(
             SessionController,
             ReportController,
         ],
-        middleware=[ApiKeyMiddleware],
         security=[{"apiKey": []}],
     )
     ui = Router(
@@ -127,7 +128,6 @@ def create_app(
     operations = Router(
         path="/",
         route_handlers=[metrics],
-        middleware=[] if settings.metrics_public else [ApiKeyMiddleware],
         security=[] if settings.metrics_public else [{"apiKey": []}],
     )
     app = NegotiationApp(

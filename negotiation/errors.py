@@ -15,6 +15,7 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from litestar.serialization import encode_json
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
@@ -24,7 +25,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ExceptionHandlersMap, Scope, Send
 
 from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import validate_session_id
@@ -63,11 +64,22 @@ def not_found(code: str, what: str, ident: object) -> ApiError:
     return ApiError(HTTP_404_NOT_FOUND, code, f"{what} {ident} not found")
 
 
+UNAUTHORIZED_MESSAGE = "A valid X-API-Key header is required."
+
+
 def envelope(
     request: Request[Any, Any, Any], code: str, message: str, details: Any = None
 ) -> dict[str, Any]:
-    """The body of every error response (its code is noted for the refusals metric)."""
-    state = request.scope.setdefault("state", {})
+    """The body of every error response."""
+    return error_body(request.scope, code, message, details)
+
+
+def error_body(scope: Scope, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """:func:`envelope` from the ASGI scope, for answers given before routing.
+
+    The code is noted in the request state for the refusals metric.
+    """
+    state = scope.setdefault("state", {})
     state["error_code"] = code
     return {
         "success": False,
@@ -89,6 +101,15 @@ def _respond(
     return Response(
         envelope(request, code, message, details), status_code=status, headers=headers or {}
     )
+
+
+async def send_error(scope: Scope, send: Send, exc: ApiError) -> None:
+    """Answer ``exc`` in the envelope straight on the ASGI channel (no route, no Request)."""
+    body = encode_json(error_body(scope, exc.code, exc.message, exc.details))
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
@@ -121,7 +142,7 @@ def _validation_message(details: list[dict[str, Any]] | None) -> str:
 
 _HTTP_CODES = {
     HTTP_400_BAD_REQUEST: ("BAD_REQUEST", "The request could not be understood."),
-    401: ("UNAUTHORIZED", "A valid X-API-Key header is required."),
+    401: ("UNAUTHORIZED", UNAUTHORIZED_MESSAGE),
     403: ("FORBIDDEN", "This key may not do that."),
     HTTP_404_NOT_FOUND: ("NOT_FOUND", "No such resource: check the URL."),
     HTTP_405_METHOD_NOT_ALLOWED: ("METHOD_NOT_ALLOWED", "That method is not allowed here."),
@@ -164,7 +185,7 @@ def handle_http_exception(
             headers=headers,
         )
     if isinstance(exc, NotAuthorizedException):
-        return _respond(request, 401, "UNAUTHORIZED", "A valid X-API-Key header is required.")
+        return _respond(request, 401, "UNAUTHORIZED", UNAUTHORIZED_MESSAGE)
     code, message = _HTTP_CODES.get(
         status, ("ERROR" if status < 500 else "INTERNAL_ERROR", exc.detail)
     )

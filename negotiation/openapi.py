@@ -19,7 +19,8 @@ from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 from pydantic import BaseModel
 
-from negotiation.auth import ApiKeyMiddleware
+from negotiation.auth import requires_key
+from negotiation.settings import Settings
 
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
@@ -78,10 +79,10 @@ OPERATION_ERRORS: dict[str, set[int]] = {
 }
 
 
-def _codes(handler: HTTPRouteHandler, path: str) -> set[int]:
+def _codes(handler: HTTPRouteHandler, path: str, settings: Settings) -> set[int]:
     operation_id = handler.operation_id if isinstance(handler.operation_id, str) else ""
     codes = {503} | OPERATION_ERRORS.get(operation_id, set())
-    if ApiKeyMiddleware in handler.resolve_middleware():
+    if requires_key(path, settings):
         codes |= {401, 422}  # every API operation takes parameters or a body to validate
     if "data" in handler.parsed_fn_signature.parameters:
         codes |= {400, 413, 415, 422}
@@ -99,7 +100,7 @@ def document_errors(app: Litestar) -> None:
             if not handler.include_in_schema:
                 continue
             declared = dict(handler.responses or {})
-            for code in sorted(_codes(handler, route.path)):
+            for code in sorted(_codes(handler, route.path, app.state.settings)):
                 declared.setdefault(
                     code,
                     ResponseSpec(

@@ -79,7 +79,7 @@ def test_every_route_needs_a_valid_key(app: Litestar) -> None:
 def test_the_walk_catches_a_route_added_without_the_guard(settings: Settings) -> None:
     app = create_app(settings)
 
-    @get("/api/leak", sync_to_thread=False)
+    @get("/leak", sync_to_thread=False)
     def leak() -> dict[str, str]:
         return {"secret": "no key needed"}
 
@@ -87,11 +87,16 @@ def test_the_walk_catches_a_route_added_without_the_guard(settings: Settings) ->
     def page() -> str:
         return "<p>unprotected page</p>"
 
+    @get("/api/added-later", sync_to_thread=False)
+    def added() -> dict[str, str]:
+        return {"secret": "the key is checked before routing"}
+
     app.register(leak)
     app.register(page)
+    app.register(added)
     found = unprotected(app)
-    assert {p.split(" ")[1] for p in found} == {"/api/leak", "/ui/report-page"}
-    assert "GET /api/leak answers with no key" in found
+    assert {p.split(" ")[1] for p in found} == {"/leak", "/ui/report-page"}
+    assert "GET /leak answers with no key" in found
 
 
 def test_public_routes_need_no_key(app: Litestar) -> None:
