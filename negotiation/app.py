@@ -21,7 +21,7 @@ from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
 from negotiation.auth import API_KEY_HEADER, ApiKeyGate
-from negotiation.body import ApiRequest, refuse_nul_in_url
+from negotiation.body import ApiRequest
 from negotiation.controllers.calls import CallController
 from negotiation.controllers.health import health
 from negotiation.controllers.loads import LoadController
@@ -41,6 +41,7 @@ from negotiation.recording import PolicySettings
 from negotiation.schema_ui import SCHEMA_PATH, assets_router, render_plugins
 from negotiation.service import utcnow
 from negotiation.settings import Settings, settings_or_exit
+from negotiation.strict import check_request, declare_query_params
 from negotiation.templating import environment
 from negotiation.web.auth import EXCEPTION_HANDLERS as UI_EXCEPTION_HANDLERS
 from negotiation.web.auth import login_middleware, require_login
@@ -144,7 +145,7 @@ def create_app(
         logging_config=logging_config(settings.log_level),
         request_max_body_size=MAX_BODY_BYTES,
         request_class=ApiRequest,
-        before_request=refuse_nul_in_url,
+        before_request=check_request,
         template_config=TemplateConfig(
             instance=JinjaTemplateEngine.from_environment(environment())
         ),
@@ -169,6 +170,7 @@ def create_app(
         ),
     )
     document_errors(app)
+    declare_query_params(app)
     return app
 
 

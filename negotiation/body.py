@@ -22,8 +22,8 @@ from typing import Any
 from litestar import Request
 from litestar.exceptions import SerializationException
 
-from negotiation.errors import ApiError
-from negotiation.middleware import usable_session_id
+from negotiation.errors import ApiError, session_mismatch
+from negotiation.middleware import SESSION_HEADER_STATE, usable_session_id
 
 #: The deepest a JSON body may nest (a session's metadata may nest 8 levels inside it).
 MAX_JSON_DEPTH = 32
@@ -139,6 +139,7 @@ class ApiRequest(Request[Any, Any, Any]):
             self._note_session(lenient)
             raise _undecodable(lenient) from exc
         self._note_session(value)
+        self._check_session_header(value)
         if _too_deep(value):
             raise _depth_error()
         if where := _first(value, _has_nul):
@@ -149,6 +150,12 @@ class ApiRequest(Request[Any, Any, Any]):
         session_id = value.get("session_id") if isinstance(value, dict) else None
         if usable_session_id(session_id):
             self.scope["state"]["session_id"] = session_id
+
+    def _check_session_header(self, value: Any) -> None:
+        in_body = value.get("session_id") if isinstance(value, dict) else None
+        header = self.scope["state"].get(SESSION_HEADER_STATE)
+        if isinstance(in_body, str) and header is not None and in_body != header:
+            raise session_mismatch(header, in_body, "the body's session_id")
 
 
 async def refuse_nul_in_url(request: Request[Any, Any, Any]) -> None:

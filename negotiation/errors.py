@@ -25,10 +25,17 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
-from litestar.types import ExceptionHandlersMap, Scope, Send
+from litestar.types import (
+    ExceptionHandlersMap,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Scope,
+    Send,
+)
 
 from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import validate_session_id
+from negotiation.messages import validation_failures
 from negotiation.metrics import DB_BUSY, DB_UNAVAILABLE
 from negotiation.middleware import session_in_path
 
@@ -54,9 +61,25 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-INVALID_SESSION_ID_MESSAGE = (
-    "session_id must be 1-128 characters of letters, digits, '_', '-', '.' or ':'."
-)
+def invalid_session_id(session_id: str, where: str = "the request") -> ApiError:
+    """422 ``INVALID_SESSION_ID`` naming the id and where it came from."""
+    shown = session_id if len(session_id) <= 40 else session_id[:40] + "…"
+    return ApiError(
+        422,
+        "INVALID_SESSION_ID",
+        f"The session id '{shown}' in {where} is not valid: a session id is 1-128 characters "
+        "of letters, digits, '_', '-', '.' or ':'.",
+    )
+
+
+def session_mismatch(header: str, other: str, where: str) -> ApiError:
+    """422 ``SESSION_ID_MISMATCH``: ``X-Session-ID`` names another session than ``where``."""
+    return ApiError(
+        422,
+        "SESSION_ID_MISMATCH",
+        f"The X-Session-ID header names session '{header}' but {where} names '{other}': "
+        "send one session id, or the same one in both.",
+    )
 
 
 def not_found(code: str, what: str, ident: object) -> ApiError:
@@ -108,36 +131,27 @@ async def send_error(scope: Scope, send: Send, exc: ApiError) -> None:
     body = encode_json(error_body(scope, exc.code, exc.message, exc.details))
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": exc.status_code,
+        "headers": headers,
+    }
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)
 
 
 def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
     return _respond(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-def _validation_details(exc: ValidationException) -> list[dict[str, Any]] | None:
-    extra = exc.extra
-    if not isinstance(extra, list):
-        return None
-    details = []
-    for item in extra:
-        if not isinstance(item, dict):
-            continue
-        detail = {k: v for k, v in item.items() if k in ("key", "message", "source")}
-        if detail.get("key") == "data" and detail.get("message") == "'data'":
-            # Litestar's report of a missing body names the handler's parameter, not the problem.
-            detail = {"key": "body", "message": "a JSON object is required", "source": "body"}
-        details.append(detail)
-    return details or None
-
-
-def _validation_message(details: list[dict[str, Any]] | None) -> str:
-    if not details:
-        return "The request is not valid."
-    first = details[0]
-    where = first.get("key") or "request"
-    return f"Invalid value for '{where}': {first.get('message', 'not valid')}."
+def _validation_error(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, Any]]:
+    handler = request.scope.get("route_handler")
+    failures = validation_failures(exc, handler) if isinstance(exc, ValidationException) else []
+    message = failures[0]["message"] if failures else "The request is not valid."
+    return _respond(request, 422, "VALIDATION_ERROR", message, failures or None)
 
 
 _HTTP_CODES = {
@@ -164,15 +178,14 @@ def handle_http_exception(
     if isinstance(exc, ValidationException) or (
         status == HTTP_400_BAD_REQUEST and isinstance(exc.extra, list)
     ):
-        details = _validation_details(exc) if isinstance(exc, ValidationException) else None
-        return _respond(request, 422, "VALIDATION_ERROR", _validation_message(details), details)
+        return _validation_error(request, exc)
     if status == HTTP_400_BAD_REQUEST and _is_json_error(exc):
         return _respond(request, 400, "INVALID_JSON", "The request body is not valid JSON.")
     if isinstance(exc, NotFoundException) and exc.detail in ("Not Found", "", None):
         named = session_in_path(request.scope["path"])
         if named is not None and (named in (".", "..") or not validate_session_id(named)):
             # A session route whose id could not be a path segment, e.g. "../x" or "a b/c".
-            return _respond(request, 422, "INVALID_SESSION_ID", INVALID_SESSION_ID_MESSAGE)
+            return handle_api_error(request, invalid_session_id(named, "the URL"))
         return _respond(
             request, 404, "NOT_FOUND", f"No route for {request.method} {request.url.path}."
         )

@@ -24,6 +24,8 @@ _SESSION_IN_PATH = re.compile(
 )
 _CALL_IN_PATH = re.compile(r"^/api/calls/([^/]+)(?:/|$)")
 _CALL_ID = re.compile(r"\d{1,18}")
+#: Request state key of the raw ``X-Session-ID`` header (None when absent), for its checks.
+SESSION_HEADER_STATE = "session_header"
 
 
 def _query_value(scope: Scope, name: str) -> str | None:
@@ -80,6 +82,8 @@ class RequestContextMiddleware:
         request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
+        raw_header = headers.get(b"x-session-id")
+        state[SESSION_HEADER_STATE] = None if raw_header is None else raw_header.decode("latin-1")
         session_id = _named_session(scope, headers)
         state["session_id"] = session_id if usable_session_id(session_id) else None
         if (call_id := _named_call(scope)) is not None:

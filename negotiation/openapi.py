@@ -20,6 +20,7 @@ from litestar.typing import FieldDefinition
 from pydantic import BaseModel
 
 from negotiation.auth import requires_key
+from negotiation.money import MAX_MONEY, PLAIN_AMOUNT, VALID_AMOUNT, MoneyInput
 from negotiation.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 
 class DecimalAsNumber(OpenAPISchemaPlugin):
-    """Money is an exact ``Decimal`` inside and a JSON number on the wire (never a string)."""
+    """Money is an exact ``Decimal`` inside and a JSON number on the wire; requests may send it
+    as a plain decimal string too (:mod:`negotiation.money`)."""
 
     def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
         return field_definition.annotation is Decimal
@@ -35,9 +37,20 @@ class DecimalAsNumber(OpenAPISchemaPlugin):
     def to_openapi_schema(
         self, field_definition: FieldDefinition, schema_creator: SchemaCreator
     ) -> Schema:
+        if any(isinstance(m, MoneyInput) for m in field_definition.metadata):
+            return MONEY_INPUT_SCHEMA
         if schema_creator.is_constrained_field(field_definition):
             return schema_creator.for_constrained_field(field_definition)
         return Schema(type=OpenAPIType.NUMBER)
+
+
+MONEY_INPUT_SCHEMA = Schema(
+    description=f"A{VALID_AMOUNT[1:]}.",
+    one_of=[
+        Schema(type=OpenAPIType.NUMBER, exclusive_minimum=0, maximum=float(MAX_MONEY)),
+        Schema(type=OpenAPIType.STRING, pattern=f"^{PLAIN_AMOUNT.pattern}$"),
+    ],
+)
 
 
 class ErrorDetail(BaseModel):
@@ -64,7 +77,10 @@ DESCRIPTIONS = {
     410: "SESSION_EXPIRED",
     413: "PAYLOAD_TOO_LARGE: the body is over 64 KiB",
     415: "UNSUPPORTED_MEDIA_TYPE: send the body as application/json",
-    422: "VALIDATION_ERROR, INVALID_SESSION_ID, INVALID_CURSOR, IDEMPOTENCY_KEY_REUSED, ...",
+    422: (
+        "VALIDATION_ERROR, INVALID_SESSION_ID, SESSION_ID_MISMATCH, INVALID_CURSOR, "
+        "IDEMPOTENCY_KEY_REUSED, ..."
+    ),
     503: "DATABASE_UNAVAILABLE or DATABASE_BUSY: retry after the Retry-After seconds",
 }
 

@@ -11,24 +11,18 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from negotiation.money import MAX_MONEY as MAX_MONEY  # re-exported
+from negotiation.money import MoneyIn
 
 T = TypeVar("T")
-
-MAX_MONEY = Decimal("10000000")
-
-
-def _must_be_number(value: Any) -> Any:
-    # JSON carries money as a number; a string or a boolean is a client bug, not an amount.
-    if isinstance(value, str | bool):
-        raise ValueError("must be a JSON number, not a string or boolean")
-    return value
-
 
 #: Control characters (Unicode Cc). Free text keeps tab, newline and carriage return.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -53,13 +47,6 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
 
 #: Money out: exact ``Decimal`` inside, a JSON number (``2300.1``) on the wire.
 Money = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
-#: Money in: a positive JSON number with at most two decimals, at most 10,000,000.
-MoneyIn = Annotated[
-    Decimal,
-    BeforeValidator(_must_be_number),
-    Field(gt=0, le=MAX_MONEY, decimal_places=2, allow_inf_nan=False),
-    PlainSerializer(float, return_type=float, when_used="json"),
-]
 #: Timestamps in: ISO 8601; naive ones are taken as UTC.
 UTCDatetime = Annotated[dt.datetime, AfterValidator(_as_utc)]
 Text = Annotated[str, Field(max_length=2000), AfterValidator(_free_text)]
@@ -90,7 +77,14 @@ class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class LoadCreate(BaseModel):
+class RequestBody(BaseModel):
+    """The base of every request body: a field the model does not know is refused (422 naming
+    it, with the nearest known name), never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoadCreate(RequestBody):
     load_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.:]+$")]
     origin: ShortText
     destination: ShortText
@@ -167,7 +161,7 @@ class LoadRelease(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_free_text)]
 
 
-class CallCreate(BaseModel):
+class CallCreate(RequestBody):
     load_id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_single_line)]
     carrier_mc_number: (
         Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_single_line)] | None
@@ -178,9 +172,7 @@ class CallCreate(BaseModel):
     notes: Text | None = None
 
 
-class CallUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CallUpdate(RequestBody):
     outcome: Outcome | None = None
     sentiment: Sentiment | None = None
     final_rate_agreed: MoneyIn | None = None
@@ -228,15 +220,15 @@ class CallDetail(CallRead):
     call_transcript: str | None = None
 
 
-def _not_boolean(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("must be the call's id as a number or a string, not a boolean")
-    return value
+def _call_id_echo(value: Any) -> int | str | None:
+    if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
+        return value
+    raise PydanticCustomError("call_id", "must be the call's id, as a number or a string")
 
 
-class OfferCreate(BaseModel):
+class OfferCreate(RequestBody):
     #: Optional echo of the URL's call id; a number or a string, compared as text.
-    call_id: Annotated[int | str, BeforeValidator(_not_boolean)] | None = None
+    call_id: Annotated[int | str | None, PlainValidator(_call_id_echo)] = None
     carrier_offer: MoneyIn
     #: Validated by the service (422 ``INVALID_SESSION_ID`` rather than a generic error).
     session_id: str | None = None
@@ -337,9 +329,7 @@ def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-class SessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SessionCreate(RequestBody):
     #: Validated by the service (422 ``INVALID_SESSION_ID``); omitted: one is generated.
     session_id: str | None = None
     client_id: ShortText | None = None

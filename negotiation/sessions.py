@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from negotiation.errors import INVALID_SESSION_ID_MESSAGE, ApiError, not_found
+from negotiation.errors import ApiError, invalid_session_id, not_found
 from negotiation.ids import generate_session_id, validate_session_id
 from negotiation.queries import calls, rounds, session_used_by_rounds, sessions
 from negotiation.schemas import SessionCreate, SessionStatus
@@ -33,7 +33,7 @@ DECISIONS = ("accept", "counter", "reject")
 def check_session_id(session_id: str | None) -> None:
     """422 ``INVALID_SESSION_ID`` unless ``session_id`` is None or a valid id."""
     if session_id is not None and not validate_session_id(session_id):
-        raise ApiError(422, "INVALID_SESSION_ID", INVALID_SESSION_ID_MESSAGE)
+        raise invalid_session_id(session_id)
 
 
 def session_exists_error(session_id: str) -> ApiError:

@@ -142,7 +142,7 @@ BAD_CALL_CHANGES: list[dict[str, Any]] = [
     {"outcome": "won"},
     {"sentiment": "ecstatic"},
     {"final_rate_agreed": -1},
-    {"final_rate_agreed": "2000"},
+    {"final_rate_agreed": "2000.001"},
     {"call_end_time": "2026-11-21T11:00:00Z"},  # before the call started
     {"call_end_time": "yesterday"},
     {"unknown_field": 1},

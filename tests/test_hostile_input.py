@@ -151,7 +151,7 @@ async def test_malformed_json_is_400_invalid_json(
 @pytest.mark.parametrize(
     "offer",
     [
-        b'"2300"', b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-1e309", b"-0", b"-0.0",
+        b'"$2,300"', b'"2,300"', b'"2300.001"', b'"2e3"', b'" 2300"', b'"abc"', b'""', b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-1e309", b"-0", b"-0.0",
         b"0", b"true", b"null", b"[2300]", b"2300.001", b"10000000.01", b"-2300",
     ],
 )  # fmt: skip
@@ -164,7 +164,15 @@ async def test_offers_that_are_not_valid_amounts_are_422(
 
 
 @pytest.mark.parametrize(
-    ("offer", "stored"), [(b"1e2", 100.0), (b"2300.10", 2300.1), (b"10000000", 1e7)]
+    ("offer", "stored"),
+    [
+        (b"1e2", 100.0),
+        (b"2300.10", 2300.1),
+        (b"10000000", 1e7),
+        (b'"1900"', 1900.0),
+        (b'"2300.10"', 2300.1),
+        (b'"0.5"', 0.5),
+    ],
 )
 async def test_valid_number_spellings_are_accepted(
     client: Client, make_call: Any, offer: bytes, stored: float

@@ -64,7 +64,7 @@ async def test_unknown_load_is_404(client: Client) -> None:
 INVALID_LOAD_CHANGES: list[dict[str, Any]] = [
     {"loadboard_rate": 0},
     {"loadboard_rate": -5},
-    {"loadboard_rate": "2000"},
+    {"loadboard_rate": "$2000"},
     {"loadboard_rate": 10_000_000.01},
     {"loadboard_rate": 2000.001},
     {"max_rate": 1999.99},

@@ -473,7 +473,8 @@ async def test_session_id_is_echoed_on_success_and_error(
     assert r.headers["X-Session-ID"] == "hdr-1" and r.json()["session_id"] == "hdr-1"
 
     r = await client.get("/api/sessions", headers={"X-Session-ID": "bad id"})
-    assert r.status_code == 200 and "X-Session-ID" not in r.headers
+    assert r.status_code == 422 and "X-Session-ID" not in r.headers
+    assert r.json()["error"]["code"] == "INVALID_SESSION_ID"
 
     with caplog.at_level(logging.INFO, logger="negotiation.access"):
         await client.post("/api/sessions", json={"session_id": "logged-1"})

@@ -161,7 +161,7 @@ async def test_create_form(
 
     r = await _create(browser, session_id="has spaces!")
     assert r.status_code == 422
-    assert "session_id must be 1-128 characters" in r.text
+    assert "&#39;has spaces!&#39;" in r.text and "1-128 characters" in r.text
 
     for ttl in ("0", "-5", "soon", "999999999"):
         r = await _create(browser, session_id="sess_ttl", ttl_seconds=ttl)
