@@ -4,39 +4,27 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Annotated
-
-from pydantic import Field, TypeAdapter, ValidationError
 
 from negotiation.db import Database
-from negotiation.errors import ApiError
+from negotiation.errors import ApiError, invalid_session_id
+from negotiation.ids import validate_session_id
 from negotiation.metrics import count_round
-from negotiation.policy import CENT
+from negotiation.money import parse_money
 from negotiation.recording import PolicySettings, record_round
-from negotiation.schemas import MAX_MONEY
 from negotiation.service import utcnow
 from negotiation.settings import Settings, get_settings
 
-#: The HTTP API's rules for an offer: positive, finite, at most 10,000,000, two decimals.
-_OFFER: TypeAdapter[Decimal] = TypeAdapter(
-    Annotated[Decimal, Field(gt=0, le=MAX_MONEY, decimal_places=2, allow_inf_nan=False)]
-)
+#: Refusals that are a business outcome (closed negotiation or call, booked load, closed or
+#: expired session), answered with a tuple rather than raised.
+_OUTCOMES = (409, 410)
 
 
 def _offer(value: Decimal | float | str) -> Decimal:
-    """``value`` as an exact amount, or 422 ``VALIDATION_ERROR`` as the HTTP API would answer."""
+    """``value`` as an exact amount, by the HTTP API's rules, else ``ValueError``."""
     try:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not an amount")
-        # str() first: a float's shortest repr (2300.1), not its binary expansion.
-        return _OFFER.validate_python(Decimal(str(value)).normalize()).quantize(CENT)
-    except (ValueError, ArithmeticError, ValidationError):
-        raise ApiError(
-            422,
-            "VALIDATION_ERROR",
-            f"carrier_offer must be a positive amount of at most {MAX_MONEY:,} with at most two "
-            f"decimals, got {value!r}.",
-        ) from None
+        return parse_money(value)
+    except ValueError as exc:
+        raise ValueError(f"carrier_offer {exc}.") from None
 
 
 async def ahandle_negotiation(
@@ -47,6 +35,9 @@ async def ahandle_negotiation(
     settings: Settings | None = None,
 ) -> tuple[bool, str, bool]:
     """Async form of :func:`handle_negotiation`."""
+    offer = _offer(carrier_offer)
+    if session_id is not None and not validate_session_id(session_id):
+        raise ValueError(invalid_session_id(str(session_id), "`session_id`").message)
     settings = settings or get_settings()
     db = Database(settings)
     try:
@@ -54,12 +45,18 @@ async def ahandle_negotiation(
         row = await db.write(
             record_round,
             call_id=int(call_id),
-            offer=_offer(carrier_offer),
+            offer=offer,
             session_id=session_id,
             notes=None,
             cfg=cfg,
             now=utcnow(),
         )
+    except ApiError as refused:
+        if refused.status_code in _OUTCOMES:
+            return False, refused.message, True
+        if refused.status_code == 404:
+            raise LookupError(refused.message) from None
+        raise ValueError(refused.message) from None
     finally:
         await db.dispose()
     count_round(row)
@@ -76,8 +73,11 @@ def handle_negotiation(
     """Record ``carrier_offer`` as the next round of the call's negotiation and decide on it.
 
     Returns ``(accepted, message, is_final)``; ``message`` is the sentence to say to the carrier.
-    Raises :class:`negotiation.errors.ApiError` as the HTTP API would answer (unknown call,
-    closed negotiation, …). Uses ``NEGOTIATION_DATABASE_URL`` unless ``settings`` are given.
+    Every business outcome is a tuple: a refusal (closed negotiation or call, booked load,
+    closed or expired session) is ``(False, <the HTTP API's message>, True)``. Raises only for
+    a programming error: ``ValueError`` for an invalid offer or session id, ``LookupError`` for
+    an unknown call (or, with ``REQUIRE_SESSIONS``, a session never created), each with the
+    HTTP API's message. Uses ``NEGOTIATION_DATABASE_URL`` unless ``settings`` are given.
     Call :func:`ahandle_negotiation` from async code.
     """
     return asyncio.run(ahandle_negotiation(call_id, carrier_offer, session_id, settings=settings))

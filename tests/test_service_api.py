@@ -39,9 +39,9 @@ async def test_handle_negotiation_records_and_decides(
     assert message == (
         "Great, we can book this load at $2,150.00. Let me transfer you to a rep to finalize it."
     )
-    with pytest.raises(ApiError) as closed:
-        await asyncio.to_thread(handle, 2000)
-    assert closed.value.code == "NEGOTIATION_CLOSED"
+    # A refusal is a business outcome: a tuple with the HTTP API's message, nothing raised.
+    closed = await asyncio.to_thread(handle, 2000)
+    assert closed[0] is False and closed[2] is True and closed[1], closed
 
     rows = (await client.get("/api/negotiations/session/sess-py")).json()
     assert [(r["round_number"], r["carrier_offer"], r["decision"]) for r in rows] == [
@@ -86,29 +86,64 @@ async def test_handle_negotiation_reads_the_environment(
     assert message.startswith("Sorry, $2,300.00")
 
 
-REFUSED: list[tuple[int, Any, str | None, str]] = [
-    (404, 2000, None, "CALL_NOT_FOUND"),
-    (1, -5, None, "VALIDATION_ERROR"),
-    (1, float("nan"), None, "VALIDATION_ERROR"),
-    (1, float("inf"), None, "VALIDATION_ERROR"),
-    (1, "2300.123", None, "VALIDATION_ERROR"),
-    (1, 10_000_000.01, None, "VALIDATION_ERROR"),
-    (1, True, None, "VALIDATION_ERROR"),
-    (1, 2000, "bad id!", "INVALID_SESSION_ID"),
+#: Programming errors raise: an unknown call (LookupError), invalid input (ValueError).
+RAISED: list[tuple[int, Any, str | None, type[Exception], str]] = [
+    (404, 2000, None, LookupError, "Call 404 not found"),
+    (1, -5, None, ValueError, "carrier_offer must be an amount like 2300"),
+    (1, float("nan"), None, ValueError, "got NaN"),
+    (1, float("inf"), None, ValueError, "at most 10,000,000"),
+    (1, "2300.123", None, ValueError, 'got "2300.123"'),
+    (1, "$2,300", None, ValueError, "no currency sign"),
+    (1, 10_000_000.01, None, ValueError, "at most two decimals"),
+    (1, True, None, ValueError, "got true"),
+    (1, 2000, "bad id!", ValueError, "The session id 'bad id!' in `session_id` is not valid"),
 ]
 
 
-async def test_handle_negotiation_errors_match_the_http_api(
+async def test_handle_negotiation_raises_only_for_programming_errors(
     client: Client, make_call: Make, settings: Settings
 ) -> None:
     assert (await make_call())["id"] == 1
-    for call_id, offer, session_id, code in REFUSED:
-        with pytest.raises(ApiError) as error:
+    for call_id, offer, session_id, kind, words in RAISED:
+        with pytest.raises(kind) as error:
             await asyncio.to_thread(
                 negotiation.handle_negotiation, call_id, offer, session_id, settings=settings
             )
-        assert error.value.code == code, (offer, error.value.message)
+        assert type(error.value) is kind and words in str(error.value), (offer, error.value)
+        assert not isinstance(error.value, ApiError)
     assert (await client.get("/api/negotiations")).json()["items"] == []
+
+
+async def test_handle_negotiation_answers_refusals_with_a_tuple(
+    client: Client, make_call: Make, settings: Settings
+) -> None:
+    """Closed session, closed negotiation: (False, the API's message, True)."""
+    call = await make_call()
+
+    def handle(offer: Any, session_id: str | None) -> tuple[bool, str, bool]:
+        return negotiation.handle_negotiation(call["id"], offer, session_id, settings=settings)
+
+    assert (await client.post("/api/sessions", json={"session_id": "py-closed"})).is_success
+    assert (await client.delete("/api/sessions/py-closed")).is_success
+    api = await client.post(
+        f"/api/calls/{call['id']}/negotiate", json={"carrier_offer": 2000, "session_id": "py-closed"}
+    )
+    assert api.status_code == 409
+    assert await asyncio.to_thread(handle, 2000, "py-closed") == (
+        False,
+        api.json()["error"]["message"],
+        True,
+    )
+    assert await asyncio.to_thread(handle, 9000, None) == (
+        False,
+        "We can do $2,066.00 on this load.",
+        False,
+    )
+    assert (await asyncio.to_thread(handle, 2100, None))[0] is True  # a final decision
+    accepted, message, final = await asyncio.to_thread(handle, 2000, None)
+    assert (accepted, final) == (False, True) and "final decision" in message, message
+    rounds = (await client.get(f"/api/calls/{call['id']}/negotiations")).json()
+    assert len(rounds) == 2
 
 
 EXPECTED_OPERATIONS = {
