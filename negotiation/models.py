@@ -140,6 +140,8 @@ class Call(Base):
     __table_args__ = (
         Index("uq_calls_external_id", "external_id", unique=True),
         Index("ix_calls_load_id", "load_id"),
+        # Ids are never reused, also after rows are deleted (PostgreSQL sequences never are).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
@@ -187,6 +189,7 @@ class NegotiationRound(Base):
             postgresql_where=text("session_id IS NULL AND decision IS NOT NULL"),
         ),
         Index("ix_negotiations_timestamp", "timestamp"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
