@@ -17,9 +17,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from negotiation import errors
 from negotiation.app import create_app
 from negotiation.settings import Settings
 from tests import dbutil
+from tests.leaks import internals_in, messages_of
 
 API_KEY = "test-key"
 
@@ -29,6 +31,26 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"CI is set but {dbutil.POSTGRES_URL_ENV} is not: the PostgreSQL tests must run in CI"
         )
+
+
+@pytest.fixture(autouse=True)
+def error_messages_are_plain(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every error body the app builds in a test: the test fails if a message shows internals.
+
+    Yields the list of messages seen, for tests that check the check itself.
+    """
+    seen: list[str] = []
+    build = errors.error_body
+
+    def recording(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = build(*args, **kwargs)
+        seen.extend(messages_of(body))
+        return body
+
+    monkeypatch.setattr(errors, "error_body", recording)
+    yield seen
+    leaks = {message: found for message in seen if (found := internals_in(message))}
+    assert not leaks, f"error messages show Python or library internals: {leaks}"
 
 
 @pytest.fixture(scope="session")
