@@ -151,7 +151,8 @@ async def test_malformed_json_is_400_invalid_json(
 @pytest.mark.parametrize(
     "offer",
     [
-        b'"$2,300"', b'"2,300"', b'"2300.001"', b'"2e3"', b'" 2300"', b'"abc"', b'""', b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-1e309", b"-0", b"-0.0",
+        b'"$2,300"', b'"2,300"', b'"2300.001"', b'"2e3"', b'" 2300"', b'"abc"', b'""',
+        b"NaN", b"Infinity", b"-Infinity", b"1e309", b"-1e309", b"-0", b"-0.0",
         b"0", b"true", b"null", b"[2300]", b"2300.001", b"10000000.01", b"-2300",
     ],
 )  # fmt: skip

@@ -125,9 +125,8 @@ async def test_handle_negotiation_answers_refusals_with_a_tuple(
 
     assert (await client.post("/api/sessions", json={"session_id": "py-closed"})).is_success
     assert (await client.delete("/api/sessions/py-closed")).is_success
-    api = await client.post(
-        f"/api/calls/{call['id']}/negotiate", json={"carrier_offer": 2000, "session_id": "py-closed"}
-    )
+    body = {"carrier_offer": 2000, "session_id": "py-closed"}
+    api = await client.post(f"/api/calls/{call['id']}/negotiate", json=body)
     assert api.status_code == 409
     assert await asyncio.to_thread(handle, 2000, "py-closed") == (
         False,
