@@ -17,6 +17,7 @@ Create Date: 2026-12-03 09:30:00 UTC
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 from negotiation.migration_ops import is_postgresql
@@ -48,5 +49,8 @@ def downgrade() -> None:
     _rebuild(autoincrement=False)
     if not is_postgresql():
         # The counters' table itself is SQLite's and stays; only these tables' entries go.
-        names = ", ".join(f"'{table}'" for table in TABLES)
-        op.execute(f"DELETE FROM sqlite_sequence WHERE name IN ({names})")
+        op.execute(
+            sa.text("DELETE FROM sqlite_sequence WHERE name IN :names").bindparams(
+                sa.bindparam("names", value=list(TABLES), expanding=True)
+            )
+        )
