@@ -74,8 +74,10 @@ def suggestion(name: str, known: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(name.lower().replace("_", ""), list(choices), n=1)
     if close:
         return choices[close[0]]
-    found = difflib.get_close_matches(name, list(known), n=1)
-    return found[0] if found else None
+    # A shortened name ("ttl" for "ttl_seconds") when it names one known field only.
+    key = name.lower().replace("_", "")
+    prefixed = [k for n, k in choices.items() if key and n.startswith(key)]
+    return prefixed[0] if len(prefixed) == 1 else None
 
 
 def unknown_name(kind: str, name: str, known: Sequence[str]) -> str:
