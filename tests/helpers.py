@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from negotiation.app import create_app
 from negotiation.db import Database
 from negotiation.queries import loads
 from negotiation.settings import Settings
+from tests import dbutil
 from tests.conftest import API_KEY, LOAD
 
 #: What the API tests talk to: the ``client`` fixture, or a :func:`concurrent_client`.
@@ -210,3 +212,30 @@ def hold_a_connection(conn: Connection, held: threading.Event, seconds: float = 
     (a thread's event: the app under a test client runs on a loop of its own)."""
     held.set()
     conn.exec_driver_sql(f"SELECT pg_sleep({seconds})")
+
+
+#: Values for the path parameters of the OpenAPI document's paths.
+PATH_VALUES = {"call_id": "1", "load_id": "LD1", "session_id": "s1"}
+
+
+async def count(database_url: str, table: str) -> int:
+    """The number of rows in ``table``."""
+    return int((await dbutil.execute(database_url, f"SELECT count(*) FROM {table}"))[0][0])
+
+
+def concrete(path: str) -> str:
+    """An OpenAPI path with its parameters filled in: ``/api/calls/{call_id}``, ``/api/calls/1``."""
+    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m.group(1), "x"), path)
+
+
+async def operations(client: Client) -> list[tuple[str, str]]:
+    """(method, path) of every operation in the live OpenAPI document."""
+    document = (await client.get("/schema/openapi.json")).json()
+    found = [
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+    assert len(found) >= 15, found
+    return found

@@ -5,41 +5,15 @@ Each refused request records nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from tests import dbutil
 from tests.conftest import LOAD
-from tests.helpers import Client, assert_error, negotiate, offer_ok
+from tests.helpers import Client, assert_error, concrete, count, negotiate, offer_ok, operations
 
 Make = Callable[..., Awaitable[dict[str, Any]]]
-#: Values for the path parameters of the OpenAPI document's paths.
-PATH_VALUES = {"call_id": "1", "load_id": "LD1", "session_id": "s1"}
-
-
-async def count(database_url: str, table: str) -> int:
-    return int((await dbutil.execute(database_url, f"SELECT count(*) FROM {table}"))[0][0])
-
-
-def concrete(path: str) -> str:
-    """An OpenAPI path with its parameters filled in (``/api/calls/{call_id}``: ``/api/calls/1``)."""
-    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m.group(1), "x"), path)
-
-
-async def operations(client: Client) -> list[tuple[str, str]]:
-    """(method, path) of every operation in the live OpenAPI document."""
-    document = (await client.get("/schema/openapi.json")).json()
-    found = [
-        (method.upper(), path)
-        for path, item in document["paths"].items()
-        for method in item
-        if method in ("get", "post", "put", "patch", "delete")
-    ]
-    assert len(found) >= 15, found
-    return found
 
 
 def detail_keys(body: dict[str, Any]) -> list[str]:
