@@ -1,7 +1,7 @@
 """Schemathesis against the app's own OpenAPI document, on the real server and both databases.
 
-Every operation, with the API key, valid and invalid inputs: no 5xx, and every response has a
-documented status code, content type and schema. A short, seeded run here; ``scripts/fuzz`` runs
+Every operation, with the API key, valid and invalid (``--mode all``: negative) inputs: no 5xx,
+and every response has a documented status code, content type and schema. A short, seeded run here; ``scripts/fuzz`` runs
 a longer one.
 """
 
@@ -36,6 +36,7 @@ def schemathesis_command(base_url: str, max_examples: int, seed: int) -> list[st
         "--header", f"X-API-Key: {API_KEY}",
         "--checks", CHECKS,
         "--phases", "examples,coverage,fuzzing",
+        "--mode", "all",  # valid and invalid (negative) data
         "--max-examples", str(max_examples),
         "--seed", str(seed),
         "--workers", "1",
