@@ -36,7 +36,7 @@ from negotiation.idempotency import IdempotencySettings
 from negotiation.logs import logging_config
 from negotiation.metrics import metrics
 from negotiation.middleware import RequestContextMiddleware
-from negotiation.openapi import DecimalAsNumber, document_errors
+from negotiation.openapi import DecimalAsNumber, ForbiddenExtraFields, document_errors
 from negotiation.recording import PolicySettings
 from negotiation.schema_ui import SCHEMA_PATH, assets_router, render_plugins
 from negotiation.service import utcnow
@@ -150,7 +150,7 @@ def create_app(
             instance=JinjaTemplateEngine.from_environment(environment())
         ),
         cors_config=cors_config(settings),
-        plugins=[DecimalAsNumber()],
+        plugins=[DecimalAsNumber(), ForbiddenExtraFields()],
         openapi_config=OpenAPIConfig(
             title="Negotiation API",
             version=__version__,

@@ -35,7 +35,7 @@ from litestar.types import (
 
 from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import validate_session_id
-from negotiation.messages import validation_failures
+from negotiation.messages import shorten, validation_failures
 from negotiation.metrics import DB_BUSY, DB_UNAVAILABLE
 from negotiation.middleware import session_in_path
 
@@ -63,12 +63,11 @@ class ApiError(Exception):
 
 def invalid_session_id(session_id: str, where: str = "the request") -> ApiError:
     """422 ``INVALID_SESSION_ID`` naming the id and where it came from."""
-    shown = session_id if len(session_id) <= 40 else session_id[:40] + "…"
     return ApiError(
         422,
         "INVALID_SESSION_ID",
-        f"The session id '{shown}' in {where} is not valid: a session id is 1-128 characters "
-        "of letters, digits, '_', '-', '.' or ':'.",
+        f"The session id '{shorten(session_id)}' in {where} is not valid: a session id is 1-128 "
+        "characters of letters, digits, '_', '-', '.' or ':'.",
     )
 
 
@@ -77,8 +76,8 @@ def session_mismatch(header: str, other: str, where: str) -> ApiError:
     return ApiError(
         422,
         "SESSION_ID_MISMATCH",
-        f"The X-Session-ID header names session '{header}' but {where} names '{other}': "
-        "send one session id, or the same one in both.",
+        f"The X-Session-ID header names session '{header}' but {where} names "
+        f"'{shorten(other)}': send one session id, or the same one in both.",
     )
 
 

@@ -53,14 +53,18 @@ _PATTERNS = {
 }
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters, so an echoed value never floods a message."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _plain(value: Any) -> str:
     """A bound or a received value as a person writes it (no reprs)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float | Decimal):
         return f"{value:,}"
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:40] + "…"
+    return shorten(value if isinstance(value, str) else json.dumps(value, default=str))
 
 
 def _sentence(name: str | None, problem: str) -> str:

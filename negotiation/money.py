@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import PlainSerializer, PlainValidator
 from pydantic_core import PydanticCustomError
 
+from negotiation.messages import shorten
+
 MAX_MONEY = Decimal("10000000")
 CENT = Decimal("0.01")
 
@@ -28,8 +30,7 @@ VALID_AMOUNT = (
 
 
 def _shown(value: Any) -> str:
-    text = str(value) if isinstance(value, Decimal) else json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:40] + "…"
+    return shorten(str(value) if isinstance(value, Decimal) else json.dumps(value, default=str))
 
 
 def _refused(value: Any) -> PydanticCustomError:

@@ -15,6 +15,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.plugins import OpenAPISchemaPlugin
+from litestar.plugins.pydantic import PydanticSchemaPlugin
 from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 from pydantic import BaseModel
@@ -42,6 +43,25 @@ class DecimalAsNumber(OpenAPISchemaPlugin):
         if schema_creator.is_constrained_field(field_definition):
             return schema_creator.for_constrained_field(field_definition)
         return Schema(type=OpenAPIType.NUMBER)
+
+
+class ForbiddenExtraFields(OpenAPISchemaPlugin):
+    """A request body that refuses unknown fields says so: ``additionalProperties: false``."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        model = field_definition.annotation
+        return (
+            isinstance(model, type)
+            and issubclass(model, BaseModel)
+            and model.model_config.get("extra") == "forbid"
+        )
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        schema = PydanticSchemaPlugin.for_pydantic_model(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
 
 
 MONEY_INPUT_SCHEMA = Schema(

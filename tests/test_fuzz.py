@@ -1,8 +1,8 @@
 """Schemathesis against the app's own OpenAPI document, on the real server and both databases.
 
 Every operation, with the API key, valid and invalid (``--mode all``: negative) inputs: no 5xx,
-and every response has a documented status code, content type and schema. A short, seeded run here; ``scripts/fuzz`` runs
-a longer one.
+and every response has a documented status code, content type and schema. A short, seeded run
+here; ``scripts/fuzz`` runs a longer one.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ Each refused request records nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -117,7 +118,7 @@ async def test_a_malformed_session_header_is_refused(
             ("POST", "/api/sessions", {}),
         ):
             response = await client.request(
-                method, url, json=body, headers={"X-Session-ID": header}
+                method, url, json=body, headers={b"X-Session-ID": header}
             )
             error = assert_error(response, 422, "INVALID_SESSION_ID")
             message = error["error"]["message"]
@@ -244,3 +245,20 @@ async def test_messages_are_plain_sentences_listing_every_failure(
     error = assert_error(response, 422, "VALIDATION_ERROR")["error"]
     assert sorted(detail_keys({"error": error})) == ["call_id", "decision", "limit"]
     assert {d["source"] for d in error["details"]} == {"query"}
+
+
+async def test_every_request_body_says_it_refuses_unknown_fields(client: Client) -> None:
+    """The OpenAPI document tells clients (and schemathesis) so; a body model that does not
+    derive from ``RequestBody`` fails here."""
+    document = (await client.get("/schema/openapi.json")).json()
+    bodies = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                text = str(media["schema"])
+                bodies += [(method, path, ref) for ref in re.findall(r"schemas/(\w+)", text)]
+    assert len(bodies) >= 5, bodies
+    for method, path, name in bodies:
+        schema = document["components"]["schemas"][name]
+        assert schema.get("additionalProperties") is False, (method, path, name)
