@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import negotiation
 from negotiation.errors import ApiError
 from negotiation.settings import Settings
+from tests import dbutil
 from tests.helpers import Client
 
 Make = Callable[..., Awaitable[dict[str, Any]]]
@@ -117,7 +119,7 @@ async def test_handle_negotiation_raises_only_for_programming_errors(
 async def test_handle_negotiation_answers_refusals_with_a_tuple(
     client: Client, make_call: Make, settings: Settings
 ) -> None:
-    """Closed session, closed negotiation: (False, the API's message, True)."""
+    """Closed or expired session, closed negotiation: (False, the API's message, True)."""
     call = await make_call()
 
     def handle(offer: Any, session_id: str | None) -> tuple[bool, str, bool]:
@@ -133,6 +135,11 @@ async def test_handle_negotiation_answers_refusals_with_a_tuple(
         api.json()["error"]["message"],
         True,
     )
+    assert (await client.post("/api/sessions", json={"session_id": "py-expired"})).is_success
+    past = dt.datetime(2020, 1, 1)
+    await dbutil.execute(settings.database_url, "UPDATE sessions SET expires_at = :past", past=past)
+    accepted, message, final = await asyncio.to_thread(handle, 2000, "py-expired")
+    assert (accepted, final) == (False, True) and "expired" in message, message
     assert await asyncio.to_thread(handle, 9000, None) == (
         False,
         "We can do $2,066.00 on this load.",
