@@ -23,6 +23,7 @@ from litestar import Request
 from litestar.exceptions import SerializationException
 
 from negotiation.errors import ApiError, session_mismatch
+from negotiation.messages import failure
 from negotiation.middleware import SESSION_HEADER_STATE, usable_session_id
 
 #: The deepest a JSON body may nest (a session's metadata may nest 8 levels inside it).
@@ -72,13 +73,9 @@ def _has_nul(value: Any) -> bool:
     return isinstance(value, str) and "\x00" in value
 
 
-def _invalid(where: str, problem: str) -> ApiError:
-    return ApiError(
-        422,
-        "VALIDATION_ERROR",
-        f"Invalid value for '{where}': {problem}.",
-        details=[{"key": where, "message": problem, "source": "body"}],
-    )
+def _invalid(where: str, problem: str, source: str = "body") -> ApiError:
+    detail = failure(where, problem, source)
+    return ApiError(422, "VALIDATION_ERROR", detail["message"], details=[detail])
 
 
 def _is_json_media_type(content_type: str | None) -> bool:
@@ -143,7 +140,7 @@ class ApiRequest(Request[Any, Any, Any]):
         if _too_deep(value):
             raise _depth_error()
         if where := _first(value, _has_nul):
-            raise _invalid(where, "text must not contain NUL characters")
+            raise _invalid(where, "must not contain NUL characters")
         return value
 
     def _note_session(self, value: Any) -> None:
@@ -170,10 +167,5 @@ async def refuse_nul_in_url(request: Request[Any, Any, Any]) -> None:
         )
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:
-            raise ApiError(
-                422,
-                "VALIDATION_ERROR",
-                f"Invalid value for '{name.replace(chr(0), '')}': text must not contain NUL "
-                "characters.",
-                details=[{"key": name, "message": "contains NUL", "source": "query"}],
-            )
+            where = name.replace("\x00", "")
+            raise _invalid(where, "must not contain NUL characters", "query")

@@ -72,6 +72,11 @@ def _sentence(name: str | None, problem: str) -> str:
     return text if text.endswith((".", "?")) else text + "."
 
 
+def failure(key: str, problem: str, source: str) -> Failure:
+    """One failure: ``{"key", "message", "source"}``, the message a sentence naming ``key``."""
+    return {"key": key, "message": _sentence(key, problem), "source": source}
+
+
 def suggestion(name: str, known: Iterable[str]) -> str | None:
     """The known name nearest to ``name`` when one is close (a typo, another casing)."""
     choices = {k.lower().replace("_", ""): k for k in known}
