@@ -43,6 +43,19 @@ _EXPECTED = {
     "list_type": "must be a JSON array",
     "none_required": "must be null",
 }
+#: Bounds, by pydantic error type (values from the error's context).
+_BOUNDS = {
+    "greater_than": "must be more than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "string_too_short": "must be at least {min_length} characters long",
+    "string_too_long": "must be at most {max_length} characters long",
+    "too_short": "must have at least {min_length} items",
+    "too_long": "must have at most {max_length} items",
+}
+#: Error types the project raises itself (PydanticCustomError), already worded for people.
+_CUSTOM = {"money", "call_id"}
 _WHEN = (
     "must be a date and time in ISO 8601 with a time zone, such as 2026-12-01T08:00:00Z "
     "(without one, UTC is assumed)"
@@ -68,7 +81,9 @@ def _plain(value: Any) -> str:
 
 
 def _sentence(name: str | None, problem: str) -> str:
-    text = f"`{name}` {problem}" if name else problem[:1].upper() + problem[1:]
+    # Without a name the problem names its fields itself (a model's rule, e.g. "max_rate must be
+    # at least loadboard_rate"), so it is kept as written.
+    text = f"`{name}` {problem}" if name else problem
     return text if text.endswith((".", "?")) else text + "."
 
 
@@ -110,30 +125,16 @@ def _pydantic_problem(error: dict[str, Any]) -> str:
         return str(ctx.get("error", "")) or "is not valid"
     if kind == "literal_error" or kind == "enum":
         return f"must be one of {ctx.get('expected')}"
-    bounds = {
-        "greater_than": "must be more than {gt}",
-        "greater_than_equal": "must be at least {ge}",
-        "less_than": "must be less than {lt}",
-        "less_than_equal": "must be at most {le}",
-        "string_too_short": "must be at least {min_length} characters long",
-        "string_too_long": "must be at most {max_length} characters long",
-        "too_short": "must have at least {min_length} items",
-        "too_long": "must have at most {max_length} items",
-    }
-    if kind in bounds:
+    if kind in _BOUNDS:
         if kind == "string_too_short" and ctx.get("min_length") == 1:
             return "must not be empty"
-        return bounds[kind].format(**{k: _plain(v) for k, v in ctx.items()})
+        return _BOUNDS[kind].format(**{k: _plain(v) for k, v in ctx.items()})
     if kind == "string_pattern_mismatch":
         return _PATTERNS.get(str(ctx.get("pattern")), "does not have the expected format")
     if kind == "missing":
         return "is required"
-    # Custom errors (PydanticCustomError) are worded where they are raised.
-    return str(error.get("msg")) if "custom" in kind or kind in _CUSTOM else "is not valid"
-
-
-#: Error types the project raises itself, already worded for people.
-_CUSTOM = {"money", "call_id"}
+    # The project's own error types (PydanticCustomError) are worded where they are raised.
+    return str(error.get("msg")) if kind in _CUSTOM else "is not valid"
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
