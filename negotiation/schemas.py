@@ -19,8 +19,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from negotiation.money import MAX_MONEY as MAX_MONEY  # re-exported
-from negotiation.money import MoneyIn
+# Re-exported: request models elsewhere take money from here.
+from negotiation.money import MAX_MONEY as MAX_MONEY
+from negotiation.money import MoneyIn as MoneyIn
 
 T = TypeVar("T")
 
