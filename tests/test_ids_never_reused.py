@@ -1,5 +1,5 @@
 """Round and call ids are never handed out twice, also after the newest rows were deleted:
-SQLite tables use AUTOINCREMENT (revision d4f6b8c0e204), PostgreSQL sequences never go back.
+SQLite tables use AUTOINCREMENT (revision e5b7d9f1a306), PostgreSQL sequences never go back.
 """
 
 from __future__ import annotations
