@@ -170,7 +170,10 @@ async def test_money_may_be_a_plain_decimal_string(
     assert body["carrier_offer"] == stored and isinstance(body["carrier_offer"], float | int)
     load = await client.post("/api/loads", json={**LOAD, "load_id": "LDS", "max_rate": offer})
     assert load.status_code in (201, 422)  # below the loadboard rate is refused
-    patched = await client.patch(f"/api/calls/{call['id']}", json={"final_rate_agreed": offer})
+    other = await make_call()
+    change = {"outcome": "transferred", "final_rate_agreed": offer}
+    patched = await client.patch(f"/api/calls/{other['id']}", json=change)
+    assert patched.status_code == 200, patched.text
     assert patched.json()["final_rate_agreed"] == stored
 
 
