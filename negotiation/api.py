@@ -10,6 +10,7 @@ from negotiation.errors import ApiError, invalid_session_id
 from negotiation.ids import validate_session_id
 from negotiation.metrics import count_round
 from negotiation.money import parse_money
+from negotiation.profiles import record_standard_profile
 from negotiation.recording import PolicySettings, record_round
 from negotiation.service import utcnow
 from negotiation.settings import Settings, get_settings
@@ -42,6 +43,7 @@ async def ahandle_negotiation(
     db = Database(settings)
     try:
         cfg = PolicySettings.from_settings(settings)
+        await record_standard_profile(db, settings)  # as a start of the service does
         row = await db.write(
             record_round,
             call_id=int(call_id),

@@ -27,6 +27,7 @@ from negotiation.controllers.health import health
 from negotiation.controllers.loads import LoadController
 from negotiation.controllers.negotiations import NegotiationController
 from negotiation.controllers.params import RequestContext
+from negotiation.controllers.profiles import ProfileController
 from negotiation.controllers.reports import ReportController
 from negotiation.controllers.sessions import SessionController
 from negotiation.db import Database
@@ -37,6 +38,7 @@ from negotiation.logs import logging_config
 from negotiation.metrics import metrics
 from negotiation.middleware import RequestContextMiddleware
 from negotiation.openapi import DecimalAsNumber, ForbiddenExtraFields, document_errors
+from negotiation.profiles import record_standard_profile
 from negotiation.recording import PolicySettings
 from negotiation.schema_ui import SCHEMA_PATH, assets_router, render_plugins
 from negotiation.service import utcnow
@@ -96,6 +98,7 @@ def create_app(
                 "accepted. Set keys before exposing this service."
             )
         app.state.db = Database(settings)
+        await record_standard_profile(app.state.db, settings)
         try:
             yield
         finally:
@@ -115,6 +118,7 @@ def create_app(
             NegotiationController,
             SessionController,
             ReportController,
+            ProfileController,
         ],
         security=[{"apiKey": []}],
     )

@@ -1,8 +1,8 @@
 """The schema as SQLAlchemy models. Alembic owns the DDL; ``alembic check`` keeps the two equal.
 
 Four tables came from the legacy service (``loads``, ``carriers``, ``calls``, ``negotiations``,
-one row per round) and keep their names and legacy columns; ``sessions`` and
-``idempotency_keys`` are new.
+one row per round) and keep their names and legacy columns; ``sessions``, ``pricing_profiles``
+and ``idempotency_keys`` are new.
 """
 
 from __future__ import annotations
@@ -69,6 +69,23 @@ class Money(TypeDecorator[Decimal]):
         return Decimal(str(value)).quantize(Decimal("0.01"))
 
 
+MARKUP_PLACES = Decimal("0.000001")
+
+
+class Ratio(TypeDecorator[Decimal]):
+    """NUMERIC(10, 6) for a fraction such as a markup; values come back as exact ``Decimal``
+    without trailing zeros (``0.1``, not ``0.100000``)."""
+
+    impl = Numeric(10, 6)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        exact = Decimal(str(value)).quantize(MARKUP_PLACES)
+        return exact.quantize(Decimal(1)) if exact == exact.to_integral() else exact.normalize()
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -97,6 +114,9 @@ class Load(Base):
     #: While ``status`` is ``booked`` by a call: that call and its agreed rate.
     booked_call_id: Mapped[int | None] = mapped_column(Integer)
     booked_rate: Mapped[Decimal | None] = mapped_column(Money)
+
+    #: The pricing profile for this load's negotiations (a session's own profile wins).
+    profile: Mapped[str | None] = mapped_column(String(64))
 
 
 class LoadBooking(Base):
@@ -202,6 +222,12 @@ class NegotiationRound(Base):
     system_response: Mapped[str | None] = mapped_column(String)
     notes: Mapped[str | None] = mapped_column(Text)
     timestamp: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: The pricing profile version that decided the round, with the numbers it decided by;
+    #: NULL on legacy rounds, recorded before profiles.
+    profile: Mapped[str | None] = mapped_column(String(64))
+    profile_version: Mapped[int | None] = mapped_column(Integer)
+    round_limit: Mapped[Decimal | None] = mapped_column(Money)
+    ceiling: Mapped[Decimal | None] = mapped_column(Money)
 
 
 class NegotiationSession(Base):
@@ -223,6 +249,23 @@ class NegotiationSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_activity: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: The pricing profile chosen at creation; it wins over the load's.
+    profile: Mapped[str | None] = mapped_column(String(64))
+
+
+class PricingProfile(Base):
+    """One version of a pricing profile; versions are only ever added, never changed."""
+
+    __tablename__ = "pricing_profiles"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    max_rounds: Mapped[int] = mapped_column(Integer)
+    max_markup: Mapped[Decimal] = mapped_column(Ratio)
+    #: ``linear``, ``early`` or ``late`` (see negotiation.policy).
+    concession: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class IdempotencyKey(Base):

@@ -60,11 +60,11 @@ def checked_call(call: Any | None, call_id: int) -> Any:
     return call
 
 
-def next_round(call: Any, last: Any | None, o: Offer) -> dict[str, Any]:
-    """The round to record after ``last`` (None: the first), with the policy's decision."""
-    cfg = o.cfg
+def next_round(call: Any, last: Any | None, o: Offer, profile: policy.Profile) -> dict[str, Any]:
+    """The round to record after ``last`` (None: the first), with the decision of the policy
+    under ``profile`` (the version the negotiation started with)."""
     if last is not None and (
-        last.decision in ("accept", "reject") or last.round_number >= cfg.max_rounds
+        last.decision in ("accept", "reject") or last.round_number >= profile.max_rounds
     ):
         where = f" in session {o.session_id}" if o.session_id else ""
         raise ApiError(
@@ -75,13 +75,15 @@ def next_round(call: Any, last: Any | None, o: Offer) -> dict[str, Any]:
     check_open(call)
     round_number = 1 if last is None else last.round_number + 1
     loadboard_rate: Decimal = call.loadboard_rate
+    ceiling = policy.ceiling(loadboard_rate, call.max_rate, profile.max_markup)
     decision = policy.decide(
         offer=o.offer,
         loadboard_rate=loadboard_rate,
-        ceiling_rate=policy.ceiling(loadboard_rate, call.max_rate, cfg.max_markup),
+        ceiling_rate=ceiling,
         round_number=round_number,
-        max_rounds=cfg.max_rounds,
+        max_rounds=profile.max_rounds,
         previous_counter=last.counter_offer if last is not None else None,
+        concession=profile.concession,
     )
     return {
         "call_id": o.call_id,
@@ -93,4 +95,9 @@ def next_round(call: Any, last: Any | None, o: Offer) -> dict[str, Any]:
         "system_response": decision.message,
         "notes": o.notes,
         "timestamp": o.now,
+        "profile": profile.name,
+        "profile_version": profile.version,
+        "round_limit": decision.round_limit,
+        "ceiling": ceiling,
+        "b_max_rounds": profile.max_rounds,
     }

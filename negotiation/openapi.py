@@ -92,14 +92,14 @@ class ErrorEnvelope(BaseModel):
 DESCRIPTIONS = {
     400: "INVALID_JSON: the body is not valid JSON",
     401: "UNAUTHORIZED: X-API-Key is missing or not a configured key",
-    404: "Not found: CALL_NOT_FOUND, LOAD_NOT_FOUND, SESSION_NOT_FOUND, ...",
+    404: "Not found: CALL_NOT_FOUND, LOAD_NOT_FOUND, SESSION_NOT_FOUND, PROFILE_NOT_FOUND, ...",
     409: "Conflict with the current state, or REQUEST_IN_PROGRESS for an Idempotency-Key",
     410: "SESSION_EXPIRED",
     413: "PAYLOAD_TOO_LARGE: the body is over 64 KiB",
     415: "UNSUPPORTED_MEDIA_TYPE: send the body as application/json",
     422: (
         "VALIDATION_ERROR, INVALID_SESSION_ID, SESSION_ID_MISMATCH, INVALID_CURSOR, "
-        "IDEMPOTENCY_KEY_REUSED, ..."
+        "IDEMPOTENCY_KEY_REUSED, PROFILE_NOT_FOUND, ..."
     ),
     503: "DATABASE_UNAVAILABLE or DATABASE_BUSY: retry after the Retry-After seconds",
 }
@@ -112,6 +112,7 @@ OPERATION_ERRORS: dict[str, set[int]] = {
     "createSession": {409},
     "updateCall": {409},  # CALL_CLOSED, LOAD_BOOKED, CALL_HAS_NO_LOAD
     "releaseLoad": {409},  # LOAD_NOT_BOOKED
+    "createProfile": {409},
 }
 
 

@@ -24,7 +24,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from negotiation.models import Call, Load, LoadBooking, NegotiationRound, NegotiationSession
+from negotiation.models import (
+    Call,
+    Load,
+    LoadBooking,
+    NegotiationRound,
+    NegotiationSession,
+    PricingProfile,
+)
 from negotiation.statements import HotStatement
 from negotiation.units import hot_unit, quick_read
 
@@ -33,6 +40,15 @@ calls = cast(Table, Call.__table__)
 rounds = cast(Table, NegotiationRound.__table__)
 sessions = cast(Table, NegotiationSession.__table__)
 bookings = cast(Table, LoadBooking.__table__)
+profiles = cast(Table, PricingProfile.__table__)
+
+#: Rounds as the API lists them: with their profile version's number of rounds, which
+#: ``rounds_remaining`` counts by (NULL for a legacy round).
+ROUND_COLUMNS = (*rounds.c, profiles.c.max_rounds.label("profile_max_rounds"))
+ROUNDS_WITH_PROFILE = rounds.outerjoin(
+    profiles,
+    and_(profiles.c.name == rounds.c.profile, profiles.c.version == rounds.c.profile_version),
+)
 
 #: Marker for "any session" in :func:`rounds_by_call` (``None`` means the call's default one).
 ANY_SESSION: Any = object()
@@ -125,7 +141,12 @@ def _rounds_page(present: tuple[str, ...]) -> HotStatement:
     These run on every listing and query request: hot statements (negotiation.statements).
     """
     conditions = [_FILTERS[name] for name in present]
-    query = select(rounds).where(and_(True, *conditions)).order_by(rounds.c.id)
+    query = (
+        select(*ROUND_COLUMNS)
+        .select_from(ROUNDS_WITH_PROFILE)
+        .where(and_(True, *conditions))
+        .order_by(rounds.c.id)
+    )
     return HotStatement(query.limit(bindparam("b_limit")))
 
 
@@ -184,9 +205,15 @@ def _shared_pages(
         .limit(pages.c.page_limit)
         .lateral("r")
     )
+    # Each page's rounds are found first, then their profile versions (a join inside the
+    # LATERAL made the planner walk the id index instead of the session's).
+    version = and_(
+        profiles.c.name == page_rounds.c.profile,
+        profiles.c.version == page_rounds.c.profile_version,
+    )
     return HotStatement(
-        postgresql=select(pages.c.page, page_rounds)
-        .select_from(pages.join(page_rounds, true()))
+        postgresql=select(pages.c.page, page_rounds, ROUND_COLUMNS[-1])
+        .select_from(pages.join(page_rounds, true()).outerjoin(profiles, version))
         .order_by(pages.c.page, page_rounds.c.id)
     )
 

@@ -37,8 +37,17 @@ from negotiation.booking import (
 from negotiation.models import Money
 from negotiation.next_round import Offer, PolicySettings, checked_call, next_round
 from negotiation.queries import calls, loads, rounds, session_match, sessions
+from negotiation.round_profiles import (
+    LOAD_PROFILE,
+    RECORDED_MAX_ROUNDS,
+    ROUND_PROFILE,
+    locked_profile,
+    profile_of,
+    with_profile_version,
+)
 from negotiation.sessions import (
     LOCKED_SESSION,
+    SESSION_FOR_ROUND,
     check_session_id,
     check_session_open,
     new_session,
@@ -69,6 +78,7 @@ _CALL_COLUMNS = (
     calls.c.outcome,
     loads.c.status.label("load_status"),
     loads.c.booked_call_id,
+    LOAD_PROFILE,
 )
 _CALL_WITH_LOAD = calls.outerjoin(loads, loads.c.load_id == calls.c.load_id)
 _CALL_QUERY = select(*_CALL_COLUMNS).select_from(_CALL_WITH_LOAD)
@@ -82,7 +92,7 @@ _CALL_AND_SESSION = HotStatement(
     .select_from(_CALL_WITH_LOAD.outerjoin(LOCKED_SESSION, true()))
     .where(_BY_CALL)
 )
-_LAST_COLUMNS = (rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer)
+_LAST_COLUMNS = (rounds.c.round_number, rounds.c.decision, rounds.c.counter_offer, *ROUND_PROFILE)
 _LAST_FIRST = (rounds.c.round_number.desc(), rounds.c.id.desc())
 #: A session's negotiation is about a load: its rounds on every call of the call's load (a
 #: session resumed on a new call after a dropped one goes on where it stopped). A call's
@@ -118,7 +128,9 @@ _TOUCH_AND_LAST_ROUND = HotStatement(
 #: A round's values, bound by column name: every column but the id, which the database assigns.
 _ROUND_VALUES = {c.key: bindparam(c.key, type_=c.type) for c in rounds.c if not c.primary_key}
 _INSERT_ROUND = insert(rounds).values(_ROUND_VALUES)
-_RECORD = HotStatement(_INSERT_ROUND.returning(*rounds.c))
+#: The recorded round, and its profile version's number of rounds (for ``rounds_remaining``).
+_RECORDED = (*rounds.c, RECORDED_MAX_ROUNDS)
+_RECORD = HotStatement(_INSERT_ROUND.returning(*_RECORDED))
 _COUNT_ROUND = (
     update(calls)
     .where(_BY_CALL, CALL_OPEN)
@@ -139,7 +151,7 @@ def _round_inserted_for(source: Any) -> Any:
     return (
         insert(rounds)
         .from_select(list(_ROUND_VALUES), select(*_ROUND_VALUES.values()).select_from(source))
-        .returning(*rounds.c)
+        .returning(*_RECORDED)
         .cte("recorded")
     )
 
@@ -189,17 +201,18 @@ def _context_query(in_session: bool) -> Any:
     last = _LAST_ROUND_QUERY[in_session].subquery("last_round")
     columns = [*_CALL_COLUMNS, *last.c]
     joined = _CALL_WITH_LOAD.outerjoin(last, true())
+    session_profile: Any = None
     if in_session:
         session = (
-            select(
-                sessions.c.status, sessions.c.ttl_seconds, sessions.c.expires_at, _SESSION_VERSION
-            )
+            select(*SESSION_FOR_ROUND, _SESSION_VERSION)
             .where(sessions.c.session_id == bindparam("b_session_id"))
             .subquery("session")
         )
         columns += session.c
         joined = joined.outerjoin(session, true())
-    return select(*columns).select_from(joined).where(_BY_CALL)
+        session_profile = session.c.session_profile
+    joined, profile_columns = with_profile_version(joined, last, session_profile)
+    return select(*columns, *profile_columns).select_from(joined).where(_BY_CALL)
 
 
 _ROUND_CONTEXT = {s: HotStatement(postgresql=_context_query(s)) for s in (True, False)}
@@ -332,7 +345,11 @@ def _record_unlocked(conn: DriverConnection, o: Offer) -> Any | None:
             guard = "open"
             expires_at = check_session_open(o.session_id, context, o.now)
             params |= {"b_expires_at": expires_at, "b_version": context.version}
-    values = next_round(context, context if context.round_number is not None else None, o)
+    profile = profile_of(context)
+    if profile is None:
+        return None  # standard not recorded yet: the locked path records it
+    last = context if context.round_number is not None else None
+    values = next_round(context, last, o, profile)
     try:
         return _RECORD_IF_UNCHANGED[guard, values["decision"]].first(conn, values | params)
     except IntegrityError:
@@ -366,4 +383,8 @@ def _record_locked(conn: Connection, o: Offer) -> Any:
             now=o.now,
         )
     last = _last_round(conn, o.call_id, o.session_id, now=o.now, expires_at=expires_at)
-    return _record(conn, next_round(call, last, o), o)
+    cfg = o.cfg
+    # The session's row carries the session's profile (and the load's, as the call's row does).
+    decided_by = session if session is not None else call
+    profile = locked_profile(conn, decided_by, last, cfg.max_rounds, cfg.max_markup, o.now)
+    return _record(conn, next_round(call, last, o, profile), o)

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 # Re-exported: request models elsewhere take money from here.
 from negotiation.money import MAX_MONEY as MAX_MONEY
 from negotiation.money import MoneyIn as MoneyIn
+from negotiation.profile_names import ProfileName
 
 T = TypeVar("T")
 
@@ -101,6 +102,8 @@ class LoadCreate(RequestBody):
     miles: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     dimensions: ShortText | None = None
     status: LoadStatus = "available"
+    #: The pricing profile for this load's negotiations (a session's own profile wins).
+    profile: ProfileName | None = None
 
     @model_validator(mode="after")
     def _ceiling_not_below_rate(self) -> LoadCreate:
@@ -132,6 +135,8 @@ class LoadRead(ReadModel):
     #: While the load is booked: the call that booked it and the agreed rate.
     booked_call_id: int | None = None
     booked_rate: Money | None = None
+
+    profile: str | None = None
 
 
 BookingEventKind = Literal["booked", "released"]
@@ -252,6 +257,11 @@ class RoundRead(ReadModel):
     next_action: NextAction | None
     system_response: str | None
     notes: str | None
+    #: The pricing profile version that decided the round and its numbers (null: legacy).
+    profile: str | None
+    profile_version: int | None
+    round_limit: Money | None
+    ceiling: Money | None
     timestamp: dt.datetime | None
 
     @classmethod
@@ -261,9 +271,15 @@ class RoundRead(ReadModel):
 
 
 def round_fields(row: Any, max_rounds: int) -> dict[str, Any]:
-    """The fields of :class:`RoundRead` for a ``negotiations`` row, as a plain dict."""
+    """The fields of :class:`RoundRead` for a ``negotiations`` row, as a plain dict.
+
+    ``max_rounds`` counts the remaining rounds of a legacy round; a round decided by a profile
+    counts by its profile version's, which the round queries read with it
+    (``profile_max_rounds``).
+    """
     decision = row.decision if row.decision in ("accept", "counter", "reject") else None
     is_final = decision in ("accept", "reject")
+    max_rounds = getattr(row, "profile_max_rounds", None) or max_rounds
     return {
         "id": row.id,
         "call_id": row.call_id,
@@ -279,11 +295,15 @@ def round_fields(row: Any, max_rounds: int) -> dict[str, Any]:
         "next_action": NEXT_ACTIONS.get(decision) if decision is not None else None,
         "system_response": row.system_response,
         "notes": row.notes,
+        "profile": row.profile,
+        "profile_version": row.profile_version,
+        "round_limit": row.round_limit,
+        "ceiling": row.ceiling,
         "timestamp": row.timestamp,
     }
 
 
-_MONEY_FIELDS = ("carrier_offer", "counter_offer", "agreed_rate")
+_MONEY_FIELDS = ("carrier_offer", "counter_offer", "agreed_rate", "round_limit", "ceiling")
 
 
 def round_json(row: Any, max_rounds: int) -> dict[str, Any]:
@@ -336,6 +356,8 @@ class SessionCreate(RequestBody):
     client_id: ShortText | None = None
     metadata: Annotated[dict[str, Any], AfterValidator(_bounded_metadata)] | None = None
     ttl_seconds: Annotated[int, Field(ge=1, le=MAX_SESSION_TTL)] | None = None
+    #: The pricing profile for this session's negotiations (else the load's, else standard).
+    profile: ProfileName | None = None
 
 
 class SessionRead(BaseModel):
@@ -349,6 +371,7 @@ class SessionRead(BaseModel):
     created_at: dt.datetime | None
     last_activity: dt.datetime | None
     expires_at: dt.datetime | None
+    profile: str | None = None
 
 
 class SessionSummary(SessionRead):

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from negotiation.booking import call_for_update, update_outcome
 from negotiation.errors import ApiError, not_found
+from negotiation.profiles import check_profile_known
 from negotiation.queries import call_by_id, calls, load_by_id, loads
 from negotiation.schemas import CallCreate, CallUpdate, LoadCreate
 from negotiation.sessions import check_session_id as check_session_id  # re-exported
@@ -24,6 +25,7 @@ def utcnow() -> dt.datetime:
 
 
 def create_load(conn: Connection, data: LoadCreate, now: dt.datetime) -> Row[Any]:
+    check_profile_known(conn, data.profile)
     values = data.model_dump() | {"created_at": now, "updated_at": now}
     try:
         conn.execute(insert(loads).values(values))

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from negotiation.errors import ApiError, invalid_session_id, not_found
 from negotiation.ids import generate_session_id, validate_session_id
+from negotiation.profiles import check_profile_known
 from negotiation.queries import calls, rounds, session_used_by_rounds, sessions
 from negotiation.schemas import SessionCreate, SessionStatus
 from negotiation.statements import HotStatement
@@ -64,6 +65,7 @@ def session_view(row: Any, now: dt.datetime) -> dict[str, Any]:
         "created_at": m["created_at"],
         "last_activity": m["last_activity"],
         "expires_at": m["expires_at"],
+        "profile": m["profile"],
     }
 
 
@@ -116,6 +118,7 @@ def create_session(
 ) -> Any:
     """Create a session under the caller's id or a generated one; 409 if the id is in use."""
     check_session_id(data.session_id)
+    check_profile_known(conn, data.profile)
     session_id = data.session_id or generate_session_id(now)
     if data.session_id is not None and session_used_by_rounds(conn, session_id):
         raise session_exists_error(session_id)
@@ -125,6 +128,7 @@ def create_session(
         now,
         client_id=data.client_id,
         metadata=data.metadata,
+        profile=data.profile,
     )
     row = _insert_if_absent(conn, values)
     if row is None:
@@ -134,8 +138,15 @@ def create_session(
 
 #: The session's row, locked on PostgreSQL, as a CTE a round's first statement joins: the lock
 #: that serialises a session's rounds, taken in the round trip that reads the call.
+#: What a round reads of its session's row.
+SESSION_FOR_ROUND = (
+    sessions.c.status,
+    sessions.c.ttl_seconds,
+    sessions.c.expires_at,
+    sessions.c.profile.label("session_profile"),
+)
 LOCKED_SESSION = (
-    select(sessions.c.status, sessions.c.ttl_seconds, sessions.c.expires_at)
+    select(*SESSION_FOR_ROUND)
     .where(sessions.c.session_id == bindparam("b_session_id"))
     .with_for_update()
     .cte("locked_session")

@@ -13,6 +13,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from negotiation.policy import DEFAULT_PROFILE, format_money
+from negotiation.profile_names import LEGACY
 
 DASH = "—"
 
@@ -75,6 +76,13 @@ def period(since: dt.datetime | None, until: dt.datetime | None) -> str:
     return f"from {when(since)} to before {when(until)}"
 
 
+def profile(name: str | None, version: int | None = None) -> str:
+    """``firm v2``; ``legacy`` for a round recorded before pricing profiles."""
+    if name is None:
+        return LEGACY
+    return name if version is None else f"{name} v{version}"
+
+
 def text(value: object) -> str:
     """A cell value as text; a dash for none."""
     return DASH if value is None or value == "" else str(value)
@@ -108,5 +116,6 @@ def environment() -> Environment:
         text=text,
         period=period,
         profile_name=profile_name,
+        profile=profile,
     )
     return env

@@ -32,6 +32,7 @@ TABLES = (
     "calls",
     "carriers",
     "loads",
+    "pricing_profiles",
 )
 
 

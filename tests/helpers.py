@@ -41,6 +41,10 @@ ROUND_KEYS = {
     "next_action",
     "system_response",
     "notes",
+    "profile",
+    "profile_version",
+    "round_limit",
+    "ceiling",
     "timestamp",
 }
 ENVELOPE_KEYS = {"success", "error", "request_id", "session_id", "timestamp"}

@@ -129,8 +129,10 @@ async def test_refuses_a_target_holding_data(sqlite_source: Path, tmp_path: Path
     digest = sha256(target)
     again = copy_cli(source_url, f"sqlite:///{target}")
     assert again.code == 2
-    holding = "idempotency_keys, loads, sessions, calls, load_bookings, negotiations"
-    assert f"already holds data (in {holding})" in (again.stderr)
+    holding = (
+        "idempotency_keys, loads, pricing_profiles, sessions, calls, load_bookings, negotiations"
+    )
+    assert f"already holds data (in {holding})" in again.stderr
     assert "empty database" in again.stderr
     assert sha256(target) == digest
 

@@ -295,7 +295,8 @@ def test_offline_postgresql_sql_is_reviewable_and_passes_squawk(tmp_path: Path) 
         assert f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON negotiations" in sql
     assert not re.search(r"ALTER COLUMN \w+ TYPE", sql)  # no table rewrite on PostgreSQL
     added = re.findall(r"ADD COLUMN [^;]*;", sql)
-    assert len(added) == 8  # 1 + 5 + 2 (loads.booked_call_id, loads.booked_rate)
+    # 1 + 5 + 2 (loads.booked_call_id, loads.booked_rate) + 6 (pricing profiles)
+    assert len(added) == 14
     for column in added:  # re-runnable, nullable, no default: catalog-only
         assert column.startswith("ADD COLUMN IF NOT EXISTS ")
         assert "DEFAULT" not in column and "NOT NULL" not in column

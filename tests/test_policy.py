@@ -1,7 +1,8 @@
-"""The pricing policy's invariants as properties over random rates, round counts and offers.
+"""The pricing policy's invariants as properties over random profiles, rates and offers.
 
 Pure tests of :mod:`negotiation.policy` (no database): L is the loadboard rate, C the ceiling,
-N the number of rounds. The broker pays, so a lower offer is better for the broker.
+N the profile's number of rounds (1-10), its markup 0-1 and its concession any of linear, early
+and late. The broker pays, so a lower offer is better for the broker.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from negotiation.policy import CENT, Decision, ceiling, decide, round_limit
+from negotiation.policy import (
+    CENT,
+    CONCESSIONS,
+    Concession,
+    Decision,
+    ceiling,
+    concession_share,
+    decide,
+    round_limit,
+)
 
 PROPERTY = settings(max_examples=200, deadline=None)
 
@@ -27,11 +37,13 @@ class Terms:
     loadboard: Decimal
     ceiling: Decimal
     rounds: int
+    concession: Concession = "linear"
 
 
 @st.composite
 def terms(draw: st.DrawFn) -> Terms:
-    """L from a cent to a million dollars; C from max_rate (>= L) or a markup; N in 1..10."""
+    """A random profile on a random load: L from a cent to a million dollars; C from max_rate
+    (>= L) or the profile's markup (0-1); N in 1..10; any concession."""
     loadboard = draw(
         st.one_of(cents(1, 500), cents(100_000, 500_000), cents(1, 100_000_000)),
     )
@@ -41,7 +53,7 @@ def terms(draw: st.DrawFn) -> Terms:
     else:
         markup = draw(st.integers(0, 100).map(lambda p: Decimal(p) / 100))
         top = ceiling(loadboard, None, markup)
-    return Terms(loadboard, top, draw(st.integers(1, 10)))
+    return Terms(loadboard, top, draw(st.integers(1, 10)), draw(st.sampled_from(CONCESSIONS)))
 
 
 @st.composite
@@ -84,8 +96,10 @@ def play(t: Terms, offers: list[Decimal]) -> list[Decision]:
             round_number=number,
             max_rounds=t.rounds,
             previous_counter=previous,
+            concession=t.concession,
         )
         decisions.append(d)
+        assert d.round_limit == round_limit(t.loadboard, t.ceiling, number, t.rounds, t.concession)
         assert d.message
         if offer <= t.loadboard:
             assert d.decision == "accept"
@@ -152,6 +166,7 @@ def test_offer_at_or_below_loadboard_is_always_accepted(
         round_number=min(number, t.rounds),
         max_rounds=t.rounds,
         previous_counter=previous,
+        concession=t.concession,
     )
     assert d.decision == "accept" and d.agreed_rate == offer
 
@@ -159,9 +174,40 @@ def test_offer_at_or_below_loadboard_is_always_accepted(
 @PROPERTY
 @given(t=terms())
 def test_limit_rises_from_loadboard_to_ceiling(t: Terms) -> None:
-    limits = [round_limit(t.loadboard, t.ceiling, r, t.rounds) for r in range(1, t.rounds + 1)]
+    limits = [
+        round_limit(t.loadboard, t.ceiling, r, t.rounds, t.concession)
+        for r in range(1, t.rounds + 1)
+    ]
     assert limits == sorted(limits)
     assert t.loadboard <= limits[0] and limits[-1] == t.ceiling
+
+
+@PROPERTY
+@given(t=terms())
+def test_early_concedes_at_least_linear_and_late_at_most(t: Terms) -> None:
+    for r in range(1, t.rounds + 1):
+        early, linear, late = (
+            round_limit(t.loadboard, t.ceiling, r, t.rounds, c) for c in ("early", "linear", "late")
+        )
+        assert late <= linear <= early, (r, late, linear, early)
+        shares = [concession_share(c, r, t.rounds) for c in ("late", "linear", "early")]
+        assert Decimal(0) < shares[0] <= shares[1] <= shares[2] <= Decimal(1)
+    if t.rounds > 1 and t.ceiling - t.loadboard >= 1:
+        # With a dollar or more to concede, the styles differ where the formulas say they do.
+        first = [round_limit(t.loadboard, t.ceiling, 1, t.rounds, c) for c in CONCESSIONS]
+        assert first[1] > first[0] or t.ceiling - t.loadboard < t.rounds, first
+
+
+def test_concession_formulas_by_hand() -> None:
+    # L 2000, C 2400 (range 400), four rounds.
+    def limits(concession: Concession) -> list[Decimal]:
+        return [round_limit(Decimal(2000), Decimal(2400), r, 4, concession) for r in range(1, 5)]
+
+    assert limits("linear") == [Decimal(n) for n in (2100, 2200, 2300, 2400)]
+    assert limits("early") == [Decimal(n) for n in (2175, 2300, 2375, 2400)]
+    assert limits("late") == [Decimal(n) for n in (2025, 2100, 2225, 2400)]
+    # Cents are rounded down, once: 1000 + 100.01 * 1 / 3 = 1033.3366...
+    assert round_limit(Decimal(1000), Decimal("1100.01"), 1, 3) == Decimal("1033.33")
 
 
 @PROPERTY

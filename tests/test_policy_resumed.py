@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from negotiation.errors import ApiError
 from negotiation.next_round import Offer, PolicySettings, next_round
+from negotiation.policy import Profile
 from tests.test_policy import PROPERTY, Terms, offer_for, play, terms
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -58,10 +59,12 @@ def test_a_negotiation_resumed_on_new_calls_is_the_uninterrupted_one(
     drops = data.draw(st.sets(st.integers(1, t.rounds)))
     expected = play(t, offers)  # checks every invariant of the uninterrupted negotiation
     cfg = PolicySettings(t.rounds, Decimal("0.10"), 3600, False)
+    profile = Profile("standard", 1, t.rounds, Decimal("0.10"), t.concession)
     call_id, last, offered = 1, None, Decimal(0)
     recorded: list[dict[str, Any]] = []
     for number, offer in enumerate(offers, start=1):
-        values = next_round(_call(t, call_id), last, Offer(call_id, offer, "s", None, cfg, NOW))
+        offered_now = Offer(call_id, offer, "s", None, cfg, NOW)
+        values = next_round(_call(t, call_id), last, offered_now, profile)
         assert values["round_number"] == number
         if values["counter_offer"] is not None:
             assert values["counter_offer"] >= offered  # never below what was offered before
@@ -82,5 +85,7 @@ def test_a_negotiation_resumed_on_new_calls_is_the_uninterrupted_one(
         # Closed, on the call it ended on and on any callback.
         for call in (call_id, call_id + 1):
             with pytest.raises(ApiError) as closed:
-                next_round(_call(t, call), last, Offer(call, offers[0], "s", None, cfg, NOW))
+                next_round(
+                    _call(t, call), last, Offer(call, offers[0], "s", None, cfg, NOW), profile
+                )
             assert closed.value.code == "NEGOTIATION_CLOSED"

@@ -53,10 +53,10 @@ async def test_report_session_every_format(
     assert "| Outcome | accepted |" in md.stdout
     assert "| vs loadboard rate | +$190.00 (+9.50%) against $2,000.00 |" in md.stdout
     assert (
-        "| 1 | 1 | 1 | 2026-03-01 10:00:00 UTC | — | $2,500.00 | counter | $2,066.00 | — "
-        "| +$66.00 |" in md.stdout
+        "| 1 | 1 | 1 | 2026-03-01 10:00:00 UTC | — | $2,500.00 | standard v1 | $2,066.66 "
+        "| $2,200.00 | counter | $2,066.00 | — | +$66.00 |" in md.stdout
     )
-    assert "| none (legacy) |" in md.stdout
+    assert "| legacy | — | $2,200.00 | none (legacy) |" in md.stdout
     # User text cannot inject markup or break the table.
     assert "&lt;script&gt;alert('x')&lt;/script&gt; \\| carrier said so" in md.stdout
     assert "<script>" not in md.stdout
@@ -72,6 +72,13 @@ async def test_report_session_every_format(
         ("2", "2300.00", ""),
     ]
     assert [r["concession"] for r in rows] == ["66.00", "67.00", "57.00", "", ""]
+    assert [(r["profile"], r["profile_version"], r["round_limit"]) for r in rows] == [
+        ("standard", "1", "2066.66"),
+        ("standard", "1", "2133.33"),
+        ("standard", "1", "2200.00"),
+        ("legacy", "", ""),
+        ("legacy", "", ""),
+    ]
     assert rows[0]["notes"] == reportdata.NOTE
     assert rows[1]["seconds_since_previous"] == "40.0"
 

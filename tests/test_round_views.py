@@ -29,7 +29,13 @@ class Row(NamedTuple):
     counter_offer: Decimal | None
     system_response: str | None
     notes: str | None
+    profile: str | None
+    profile_version: int | None
+    round_limit: Decimal | None
+    ceiling: Decimal | None
     timestamp: dt.datetime | None
+    #: The round queries read it with the round (None: a legacy round, counted by the setting).
+    profile_max_rounds: int | None = None
 
 
 money = st.one_of(
@@ -47,6 +53,11 @@ rows = st.builds(
     counter_offer=money,
     system_response=st.one_of(st.none(), st.text(max_size=40)),
     notes=st.one_of(st.none(), st.text(max_size=40)),
+    profile=st.one_of(st.none(), st.sampled_from(["standard", "firm"])),
+    profile_version=st.one_of(st.none(), st.integers(1, 50)),
+    round_limit=money,
+    ceiling=money,
+    profile_max_rounds=st.one_of(st.none(), st.integers(1, 10)),
     timestamp=st.one_of(
         st.none(),
         st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2100, 1, 1)).map(
@@ -77,7 +88,9 @@ def test_a_page_of_round_json_encodes_as_the_page_model(
 
 
 def test_flags_follow_the_decision() -> None:
-    base = Row(1, 2, "s", 2, Decimal("2100.00"), "accept", None, "ok", None, None)
+    base = Row(
+        1, 2, "s", 2, Decimal("2100.00"), "accept", None, "ok", None, None, None, None, None, None
+    )
     accepted = round_fields(base, 3)
     assert accepted["accepted"] and accepted["is_final"] and accepted["rounds_remaining"] == 0
     assert accepted["agreed_rate"] == Decimal("2100.00")
@@ -86,3 +99,27 @@ def test_flags_follow_the_decision() -> None:
     assert countered["agreed_rate"] is None
     legacy = round_fields(base._replace(decision="ACCEPTED"), 3)
     assert legacy["decision"] is None and not legacy["accepted"]
+
+
+def test_rounds_remaining_count_by_the_rounds_profile_version() -> None:
+    legacy = Row(
+        1,
+        2,
+        "s",
+        2,
+        Decimal("2300"),
+        "counter",
+        Decimal("2050"),
+        "ok",
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert round_fields(legacy, 3)["rounds_remaining"] == 1
+    decided = legacy._replace(profile="firm", profile_version=2, profile_max_rounds=5)
+    fields = round_fields(decided, 3)
+    assert fields["rounds_remaining"] == 3
+    assert (fields["profile"], fields["profile_version"]) == ("firm", 2)

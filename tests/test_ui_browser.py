@@ -1,10 +1,11 @@
 """A real browser against a real server: headless Chromium (Debian's) driven by Selenium.
 
-Logs in, creates a session through the form, records rounds through the API, opens the session
-page and checks the rounds table and the chart's points, then saves screenshots (their paths
-are printed); closes and purges a session from its page; shows a failed create's error where
-it can be seen; renders the OpenAPI docs. The browser reaches no host but 127.0.0.1 (every
-other name fails to resolve), so nothing may come from the internet. Needs
+Logs in, creates a session through the form (picking a pricing profile), records rounds through
+the API, opens the session page and checks the rounds table (with each round's limit, ceiling
+and profile) and the chart's points and limits, then saves screenshots (their paths are
+printed); closes and purges a session from its page; shows a failed create's error where it can
+be seen; renders the OpenAPI docs. The browser reaches no host but 127.0.0.1 (every other name
+fails to resolve), so nothing may come from the internet. Needs
 ``/usr/bin/chromium`` and ``/usr/bin/chromedriver``: installed by
 ``scripts/install_browser.sh`` when missing; under CI a browser that cannot be installed fails
 the test instead of skipping it.
@@ -33,6 +34,9 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = dbutil.ROOT / "screenshots"
 KEY = "browser-test-key"
 SESSION = "sess_browser_demo"
+#: Late concession, four rounds, 12 %: on a 2,000 load the ceiling is 2,240 and the limits of
+#: rounds 1-3 are 2000 + 240 x r^2 / 16: 2,015, 2,060, 2,135.
+PROFILE = {"name": "reefer", "max_rounds": 4, "max_markup": 0.12, "concession": "late"}
 NOTE = "<script>window.__xss = 1</script> carrier wants quick pay"
 FLAGS = (
     "--headless",
@@ -98,10 +102,13 @@ def driver(tmp_path: Path) -> Iterator[Any]:
         shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
+def _api(base: str) -> httpx.Client:
+    return httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=10)
+
+
 def _record_rounds(base: str) -> None:
     """A load, a call and three rounds of the session, through the API."""
-    api = httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=10)
-    with api:
+    with _api(base) as api:
         load = {
             "load_id": "LD-BROWSER",
             "origin": "Chicago, IL",
@@ -114,7 +121,7 @@ def _record_rounds(base: str) -> None:
         assert api.post("/api/loads", json=load).status_code == 201
         call = api.post("/api/calls", json={"load_id": "LD-BROWSER", "carrier_mc_number": "MC777"})
         assert call.status_code == 201, call.text
-        for offer, notes in ((2500, NOTE), (2150, None), (2190, None)):
+        for offer, notes in ((2500, NOTE), (2150, None), (2130, None)):
             r = api.post(
                 f"/api/calls/{call.json()['id']}/negotiate",
                 json={"carrier_offer": offer, "session_id": SESSION, "notes": notes},
@@ -143,6 +150,7 @@ def _screenshot(driver: Any, name: str, width: int) -> Path:
 
 def test_log_in_create_a_session_and_read_its_history(server: str, driver: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     driver.get(f"{server}/ui/sessions")
     _wait_for(driver, lambda d: "/ui/login" in d.current_url, "redirect to the login page")
@@ -151,23 +159,39 @@ def test_log_in_create_a_session_and_read_its_history(server: str, driver: Any) 
     _wait_for(driver, lambda d: d.current_url.endswith("/ui/sessions"), "the sessions page")
     assert driver.find_element(By.TAG_NAME, "h1").text == "Sessions"
 
+    with _api(server) as api:
+        assert api.post("/api/profiles", json=PROFILE).status_code == 201
+    driver.get(f"{server}/ui/sessions")
     driver.find_element(By.ID, "session_id").send_keys(SESSION)
     driver.find_element(By.ID, "client_id").send_keys("dispatch-desk")
+    picker = Select(driver.find_element(By.ID, "profile"))
+    assert [o.get_attribute("value") for o in picker.options] == ["", "reefer", "standard"]
+    picker.select_by_value("reefer")
     driver.find_element(By.XPATH, "//button[normalize-space()='Create session']").click()
     _wait_for(driver, lambda d: f"/ui/sessions/{SESSION}" in d.current_url, "the new session")
     assert "Session created." in driver.find_element(By.CSS_SELECTOR, "p.notice").text
+    profile = driver.find_element(By.XPATH, "//dt[.='Pricing profile']/following-sibling::dd[1]")
+    assert profile.text == "reefer"
 
     _record_rounds(server)
     driver.get(f"{server}/ui/sessions/{SESSION}")
     rows = driver.find_elements(By.CSS_SELECTOR, "table#rounds tbody tr.round")
     assert len(rows) == 3, "the rounds table is missing rows"
     cells = [[c.text for c in row.find_elements(By.CSS_SELECTOR, "td, th")] for row in rows]
-    assert [(c[1], c[2], c[3], c[4]) for c in cells] == [
-        ("$2,500.00", "counter", "$2,066.00", "—"),
-        ("$2,150.00", "counter", "$2,133.00", "—"),
-        ("$2,190.00", "accept booked the load", "—", "$2,190.00"),
+    assert [tuple(c[1:8]) for c in cells] == [
+        ("$2,500.00", "counter", "$2,015.00", "—", "$2,015.00", "$2,240.00", "reefer v1"),
+        ("$2,150.00", "counter", "$2,060.00", "—", "$2,060.00", "$2,240.00", "reefer v1"),
+        (
+            "$2,130.00",
+            "accept booked the load",
+            "—",
+            "$2,130.00",
+            "$2,135.00",
+            "$2,240.00",
+            "reefer v1",
+        ),
     ]
-    assert cells[0][10] == NOTE  # shown as text, never run
+    assert cells[0][13] == NOTE  # shown as text, never run
     notes = rows[0].find_elements(By.CSS_SELECTOR, "td.notes")[0]
     assert notes.size["width"] <= 24 * 16 + 1, "the Notes column grows instead of wrapping"
     assert notes.size["height"] > rows[1].size["height"], "the long note did not wrap"
@@ -184,6 +208,11 @@ def test_log_in_create_a_session_and_read_its_history(server: str, driver: Any) 
         assert point.is_displayed() and point.size["width"] > 0
     assert driver.find_elements(By.CSS_SELECTOR, "figure.chart svg.plot line.loadboard")
     assert driver.find_elements(By.CSS_SELECTOR, "figure.chart svg.plot line.ceiling")
+    limits = driver.find_elements(By.CSS_SELECTOR, "figure.chart svg.plot line.limit")
+    assert len(limits) == 3 and all(line.is_displayed() for line in limits)
+    # Each round's limit is drawn higher than the last (late concession: 2,015, 2,060, 2,135).
+    heights = [float(line.get_attribute("y1")) for line in limits]
+    assert heights == sorted(heights, reverse=True) and len(set(heights)) == 3
     # Higher offers sit higher: the 2,500 offer is above the 2,150 one on screen.
     first, second = points["offer"]
     assert first.location["y"] < second.location["y"]

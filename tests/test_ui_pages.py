@@ -274,3 +274,32 @@ async def test_session_page_shows_rounds_and_chart(
 
     missing = await browser.get("/ui/sessions/sess_nobody")
     assert missing.status_code == 404 and "There is no session sess_nobody." in missing.text
+
+
+async def test_create_form_offers_the_profiles(
+    browser: AsyncTestClient[Litestar], client: AsyncTestClient[Litestar]
+) -> None:
+    body = {"name": "tight", "max_rounds": 2, "max_markup": 0.05, "concession": "early"}
+    assert (await client.post("/api/profiles", json=body)).status_code == 201
+    await _login(browser)
+    page = (await browser.get("/ui/sessions")).text
+    assert '<label for="profile">' in page
+    options = re.findall(
+        r'<option value="([^"]*)"[^>]*>([^<]*)</option>', page.split('id="profile"')[1]
+    )
+    assert options == [
+        ("", "None (the load's, else standard)"),
+        ("standard", "standard (v1: 3 rounds, 10% markup, linear)"),
+        ("tight", "tight (v1: 2 rounds, 5% markup, early)"),
+    ]
+
+    r = await _create(browser, session_id="sess_tight", profile="tight")
+    assert r.status_code == 303, r.text
+    shown = (await browser.get(r.headers["location"])).text
+    assert "<dt>Pricing profile</dt><dd>tight</dd>" in shown
+    assert (await client.get("/api/sessions/sess_tight")).json()["profile"] == "tight"
+
+    for name, code in (("nope", 422), ("legacy", 422)):
+        r = await _create(browser, session_id="sess_nope", profile=name)
+        assert r.status_code == code and "pricing profile" in r.text.lower(), r.text
+    assert (await client.get("/api/sessions/sess_nope")).status_code == 404

@@ -2,7 +2,8 @@
 ceiling. Pure arithmetic; the templates draw it as inline SVG (no script, no external asset).
 
 Rounds sit in equal slots left to right in session order. Each round's own load gives the
-loadboard and ceiling lines over its slot, so a session spanning loads shows steps.
+loadboard and ceiling lines over its slot, so a session spanning loads shows steps; a round a
+pricing profile decided also shows its limit (what the broker would accept that round).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _nice_step(span: float, target: int = 5) -> float:
 def _values(entries: Sequence[RoundEntry]) -> list[Decimal]:
     values: list[Decimal] = []
     for e in entries:
-        for v in (e.carrier_offer, e.counter_offer, e.loadboard_rate, e.ceiling):
+        for v in (e.carrier_offer, e.counter_offer, e.loadboard_rate, e.ceiling, e.round_limit):
             if v is not None:
                 values.append(v)
     return values
@@ -136,6 +137,11 @@ def build_chart(entries: Sequence[RoundEntry]) -> Chart | None:
         if e.ceiling is not None:
             label = f"Ceiling {format_money(e.ceiling)}"
             _extend(chart.segments, Segment(x1, x2, y_of(e.ceiling), "ceiling", label))
+        if e.round_limit is not None:
+            label = (
+                f"{name}: limit {format_money(e.round_limit)} ({e.profile} v{e.profile_version})"
+            )
+            chart.segments.append(Segment(x1, x2, y_of(e.round_limit), "limit", label))
         if e.carrier_offer is not None:
             kind = "agreed" if e.decision == "accept" else "offer"
             verb = "agreed at" if kind == "agreed" else "carrier offered"
@@ -173,5 +179,5 @@ def _describe(entries: Sequence[RoundEntry]) -> str:
     counters = sum(1 for e in entries if e.counter_offer is not None)
     return (
         f"{len(entries)} rounds: {offers} carrier offers and {counters} broker counters, "
-        "plotted against each load's loadboard rate and ceiling."
+        "plotted against each load's loadboard rate and ceiling and each round's limit."
     )

@@ -33,6 +33,10 @@ COLUMNS = (
     "timestamp",
     "load_id",
     "carrier_mc_number",
+    "profile",
+    "profile_version",
+    "round_limit",
+    "ceiling",
 )
 BATCH = 2000
 
@@ -63,6 +67,10 @@ def export_query(since: dt.datetime | None, until: dt.datetime | None) -> Select
             rounds.c.timestamp,
             calls.c.load_id,
             calls.c.carrier_mc_number,
+            rounds.c.profile,
+            rounds.c.profile_version,
+            rounds.c.round_limit,
+            rounds.c.ceiling,
         )
         .select_from(rounds.outerjoin(calls, calls.c.id == rounds.c.call_id))
         .where(_conditions(since, until))

@@ -148,7 +148,10 @@ def _round_entries(
                 seconds_since_previous=since,
                 concession=concession,
                 loadboard_rate=load.loadboard_rate if load is not None else None,
-                ceiling=load.ceiling if load is not None else None,
+                ceiling=row.ceiling if row.ceiling is not None else load.ceiling if load else None,
+                profile=row.profile,
+                profile_version=row.profile_version,
+                round_limit=row.round_limit,
                 booked_load=row.id in booking,
             )
         )
@@ -159,20 +162,29 @@ def _negotiation(
     call_id: int | None, entries: list[RoundEntry], call: CallSummary | None
 ) -> NegotiationSummary:
     outcome = negotiation_outcome({e.decision for e in entries})
-    agreed = next((e.agreed_rate for e in entries if e.agreed_rate is not None), None)
+    accepted = next((e for e in entries if e.agreed_rate is not None), None)
+    agreed = accepted.agreed_rate if accepted is not None else None
     load = call.load if call is not None else None
     opening = call.initial_rate_offered if call is not None else None
     concessions = [e.concession for e in entries if e.concession is not None]
+    decided_by = next((e for e in entries if e.profile is not None), None)
     return NegotiationSummary(
         call_id=call_id,
         load_id=load.load_id if load is not None else None,
+        profile=decided_by.profile if decided_by else None,
+        profile_version=decided_by.profile_version if decided_by else None,
         rounds=len(entries),
         outcome=outcome,
         agreed_rate=agreed,
         opening_rate=opening,
         total_concession=sum(concessions, Decimal(0)) if concessions else None,
         vs_loadboard=difference(agreed, load.loadboard_rate) if agreed and load else None,
-        vs_ceiling=difference(agreed, load.ceiling) if agreed and load else None,
+        # Against the ceiling the accepting round was decided with.
+        vs_ceiling=(
+            difference(agreed, accepted.ceiling)
+            if agreed and accepted and accepted.ceiling
+            else None
+        ),
     )
 
 
@@ -215,6 +227,12 @@ def session_report(
     by_call = {c.call_id: c for c in call_list}
     booking = _booking_rounds(conn, [r.id for r in round_rows])
     entries = _round_entries(round_rows, by_call, booking)
+    for call in call_list:  # the ceiling its latest round was decided with, when it recorded one
+        recorded = [
+            e.ceiling for e in entries if e.call_id == call.call_id and e.ceiling and e.profile
+        ]
+        if call.load is not None and recorded:
+            call.load.ceiling = recorded[-1]
 
     grouped: dict[int | None, list[RoundEntry]] = {}
     for entry in entries:
@@ -233,6 +251,7 @@ def session_report(
             created_at=session_row.created_at,
             last_activity=session_row.last_activity,
             expires_at=session_row.expires_at,
+            profile=session_row.profile,
         )
     accepted = [n for n in negotiations if n.outcome == "accepted"]
     final = accepted[-1] if accepted else None

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import html
-import io
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from negotiation.reports.chart import build_chart
+from negotiation.reports.render_csv import session_csv, summary_csv
 from negotiation.reports.schemas import Difference, SessionReport, SummaryReport
 from negotiation.templating import (
     DASH,
@@ -18,6 +16,7 @@ from negotiation.templating import (
     money,
     percent,
     period,
+    profile,
     rate,
     signed_money,
     text,
@@ -59,6 +58,7 @@ def session_markdown(report: SessionReport) -> str:
     if s is not None:
         facts += [
             ("Client", s.client_id),
+            ("Pricing profile", s.profile or "none chosen: the load's, else standard"),
             ("Created", when(s.created_at)),
             ("Last activity", when(s.last_activity)),
         ]
@@ -84,6 +84,9 @@ def session_markdown(report: SessionReport) -> str:
             "Time",
             "Since previous",
             "Offer",
+            "Profile",
+            "Limit",
+            "Ceiling",
             "Decision",
             "Counter",
             "Agreed",
@@ -99,6 +102,9 @@ def session_markdown(report: SessionReport) -> str:
                 when(r.timestamp),
                 duration(r.seconds_since_previous),
                 money(r.carrier_offer),
+                profile(r.profile, r.profile_version),
+                money(r.round_limit),
+                money(r.ceiling),
                 (r.decision or "none (legacy)") + (" (booked the load)" if r.booked_load else ""),
                 money(r.counter_offer),
                 money(r.agreed_rate),
@@ -108,11 +114,12 @@ def session_markdown(report: SessionReport) -> str:
             )
             for i, r in enumerate(report.rounds, 1)
         ),
-        {0, 1, 2, 4, 5, 7, 8, 9},
+        {0, 1, 2, 4, 5, 7, 8, 10, 11, 12},
     )
     negotiations = _table(
         (
             "Call",
+            "Profile",
             "Rounds",
             "Outcome",
             "Opening",
@@ -124,6 +131,7 @@ def session_markdown(report: SessionReport) -> str:
         (
             (
                 n.call_id,
+                profile(n.profile, n.profile_version),
                 n.rounds,
                 n.outcome,
                 money(n.opening_rate),
@@ -134,7 +142,7 @@ def session_markdown(report: SessionReport) -> str:
             )
             for n in report.negotiations
         ),
-        {0, 1, 3, 4, 5},
+        {0, 2, 4, 5, 6},
     )
     calls = _table(
         ("Call", "Carrier", "Load", "Lane", "Loadboard", "Ceiling", "Call outcome", "Final rate"),
@@ -169,6 +177,18 @@ def session_markdown(report: SessionReport) -> str:
         )
         + "\n"
     )
+
+
+PROFILE_COLUMNS = (
+    "Profile",
+    "Negotiations",
+    "Rounds",
+    "Acceptance",
+    "Avg rounds to agreement",
+    "Avg agreed",
+    "Avg over loadboard",
+    "Margin kept below ceiling",
+)
 
 
 def summary_markdown(report: SummaryReport) -> str:
@@ -215,6 +235,23 @@ def summary_markdown(report: SummaryReport) -> str:
         ),
         {0, 1, 2, 3, 4, 5},
     )
+    by_profile = _table(
+        PROFILE_COLUMNS,
+        (
+            (
+                p.profile,
+                p.negotiations,
+                p.rounds,
+                rate(p.acceptance_rate),
+                p.average_rounds_to_agreement,
+                money(p.agreed_rates.average_agreed_rate),
+                signed_money(p.agreed_rates.average_over_loadboard),
+                money(p.agreed_rates.average_margin_kept),
+            )
+            for p in report.by_profile
+        ),
+        {1, 2, 3, 4, 5, 6, 7},
+    )
     negotiation_outcomes = _table(
         ("Negotiation outcome", "Count"), report.outcomes.negotiations.items(), {1}
     )
@@ -225,6 +262,8 @@ def summary_markdown(report: SummaryReport) -> str:
                 "# Negotiation summary",
                 f"Report generated {when(report.generated_at)}.",
                 _facts(facts),
+                "## By pricing profile",
+                by_profile,
                 "## Decisions per round number",
                 by_round,
                 "## Outcomes",
@@ -234,102 +273,6 @@ def summary_markdown(report: SummaryReport) -> str:
         )
         + "\n"
     )
-
-
-def _csv(rows: Iterable[Sequence[Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for row in rows:
-        writer.writerow(["" if v is None else _plain(v) for v in row])
-    return out.getvalue()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return value
-
-
-SESSION_CSV_COLUMNS = (
-    "session_id",
-    "round_id",
-    "call_id",
-    "load_id",
-    "round_number",
-    "timestamp",
-    "seconds_since_previous",
-    "carrier_offer",
-    "decision",
-    "counter_offer",
-    "agreed_rate",
-    "concession",
-    "loadboard_rate",
-    "ceiling",
-    "system_response",
-    "notes",
-    "booked_load",
-)
-
-
-def session_csv(report: SessionReport) -> str:
-    """The session's rounds, one CSV row each (the session facts are in the other formats)."""
-    rows: list[Sequence[Any]] = [SESSION_CSV_COLUMNS]
-    rows += [
-        (
-            report.session_id,
-            r.id,
-            r.call_id,
-            r.load_id,
-            r.round_number,
-            r.timestamp,
-            r.seconds_since_previous,
-            r.carrier_offer,
-            r.decision,
-            r.counter_offer,
-            r.agreed_rate,
-            r.concession,
-            r.loadboard_rate,
-            r.ceiling,
-            r.system_response,
-            r.notes,
-            r.booked_load,
-        )
-        for r in report.rounds
-    ]
-    return _csv(rows)
-
-
-def summary_csv(report: SummaryReport) -> str:
-    """The summary in long form: ``section,key,value`` rows."""
-    rows: list[Sequence[Any]] = [("section", "key", "value")]
-    for key, value in report.filters.model_dump().items():
-        rows.append(("filters", key, value))
-    for key in (
-        "sessions",
-        "calls",
-        "negotiations",
-        "rounds",
-        "rounds_with_offer",
-        "rounds_without_offer",
-        "acceptance_rate",
-        "first_offer_acceptance_rate",
-        "average_rounds_to_agreement",
-        "bookings",
-        "releases",
-    ):
-        rows.append(("totals", key, getattr(report, key)))
-    for key, value in report.decisions.model_dump().items():
-        rows.append(("decisions", key, value))
-    for key, value in report.agreed_rates.model_dump().items():
-        rows.append(("agreed_rates", key, value))
-    for r in report.decisions_by_round:
-        for key in ("total", "accept", "counter", "reject", "none"):
-            rows.append((f"round_{r.round_number}", key, getattr(r, key)))
-    for key, n in report.outcomes.negotiations.items():
-        rows.append(("negotiation_outcomes", key, n))
-    for key, n in report.outcomes.calls.items():
-        rows.append(("call_outcomes", key, n))
-    return _csv(rows)
 
 
 def render_session(report: SessionReport, fmt: Format) -> str:

@@ -32,7 +32,8 @@ class LoadSummary(BaseModel):
     equipment_type: str | None
     loadboard_rate: Money
     max_rate: Money | None
-    #: The most the broker pays: ``max_rate``, else loadboard rate x (1 + MAX_MARKUP) today.
+    #: The most the broker pays: as the call's latest round recorded it, else ``max_rate``,
+    #: else loadboard rate x (1 + MAX_MARKUP) today.
     ceiling: Money
 
 
@@ -69,9 +70,14 @@ class RoundEntry(BaseModel):
     #: minus its previous one (the previous counter, else the call's opening rate).
     concession: Money | None
     loadboard_rate: Money | None
+    #: The ceiling the round was decided with (for a legacy round: the load's today).
     ceiling: Money | None
     #: This accepted round booked its load (see ``load_bookings``).
     booked_load: bool = False
+    #: The pricing profile version that decided the round and its limit (null: legacy).
+    profile: str | None
+    profile_version: int | None
+    round_limit: Money | None
 
 
 class NegotiationSummary(BaseModel):
@@ -79,6 +85,9 @@ class NegotiationSummary(BaseModel):
 
     call_id: int | None
     load_id: str | None
+    #: The pricing profile and version that decided it (null: legacy).
+    profile: str | None
+    profile_version: int | None
     rounds: int
     outcome: NegotiationOutcome
     agreed_rate: Money | None
@@ -95,6 +104,8 @@ class SessionInfo(BaseModel):
     created_at: dt.datetime
     last_activity: dt.datetime
     expires_at: dt.datetime
+    #: The pricing profile chosen for the session (null: the load's, else standard).
+    profile: str | None = None
 
 
 class DecisionCounts(BaseModel):
@@ -159,6 +170,20 @@ class AgreedRates(BaseModel):
     margin_kept_percent: Number | None
 
 
+class ProfileSummary(BaseModel):
+    """The negotiations one pricing profile decided (any of its versions): the comparison a
+    broker needs to choose between styles."""
+
+    #: The profile's name; ``legacy`` for negotiations recorded before profiles.
+    profile: str
+    negotiations: int
+    rounds: int
+    #: Accepted negotiations / negotiations with at least one decided round (0..1).
+    acceptance_rate: Number | None
+    average_rounds_to_agreement: Number | None
+    agreed_rates: AgreedRates
+
+
 class Outcomes(BaseModel):
     negotiations: dict[str, int]
     calls: dict[str, int]
@@ -180,6 +205,8 @@ class SummaryReport(BaseModel):
     average_rounds_to_agreement: Number | None
     agreed_rates: AgreedRates
     decisions_by_round: list[RoundNumberDecisions]
+    #: Acceptance, rounds to agreement and margin per pricing profile, by name.
+    by_profile: list[ProfileSummary]
     outcomes: Outcomes
     #: Loads booked and released in the period (by the event's time).
     bookings: int = 0

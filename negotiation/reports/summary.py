@@ -25,11 +25,13 @@ from sqlalchemy import (
     select,
 )
 
+from negotiation.profile_names import LEGACY
 from negotiation.queries import bookings, calls, loads, rounds
 from negotiation.reports.schemas import (
     AgreedRates,
     DecisionCounts,
     Outcomes,
+    ProfileSummary,
     RoundNumberDecisions,
     SummaryFilters,
     SummaryReport,
@@ -44,7 +46,8 @@ def _cents(column: Any) -> ColumnElement[int]:
 
 
 def _ceiling_cents(max_markup: Decimal) -> ColumnElement[int]:
-    """``policy.ceiling`` in SQL: ``max_rate`` (never below the loadboard rate), else the
+    """The ceiling a round was decided with, as it recorded it; for a legacy round
+    ``policy.ceiling`` in SQL: ``max_rate`` (never below the loadboard rate), else the
     loadboard rate x (1 + markup) rounded down to the cent, in exact integer arithmetic."""
     numerator, denominator = Decimal(max_markup).as_integer_ratio()
     loadboard, maximum = _cents(loads.c.loadboard_rate), _cents(loads.c.max_rate)
@@ -52,6 +55,7 @@ def _ceiling_cents(max_markup: Decimal) -> ColumnElement[int]:
         denominator, BigInteger
     )
     return case(
+        (rounds.c.ceiling.is_not(None), _cents(rounds.c.ceiling)),
         (loads.c.max_rate.is_(None), marked_up),
         (maximum > loadboard, maximum),
         else_=loadboard,
@@ -140,6 +144,8 @@ def _per_negotiation(joined: FromClause, where: ColumnElement[bool], max_markup:
         select(
             rounds.c.call_id,
             rounds.c.session_id,
+            # A negotiation's rounds share one profile (legacy rounds have none).
+            func.max(rounds.c.profile).label("profile"),
             func.count().label("rounds"),
             func.count(rounds.c.carrier_offer).label("with_offer"),
             func.count(decision).label("decided"),
@@ -175,6 +181,33 @@ SUMMED = (
     "loadboard_cents",
     "ceiling_cents",
 )
+
+
+def _by_profile(conn: Connection, n: Any) -> list[ProfileSummary]:
+    """Acceptance, rounds to agreement and margin per profile, from the negotiations ``n``."""
+    profile = func.coalesce(n.c.profile, literal(LEGACY))
+    rows = conn.execute(
+        select(
+            profile.label("profile"),
+            func.count().label("negotiations"),
+            *(func.coalesce(func.sum(n.c[name]), 0).label(name) for name in SUMMED),
+            _count_if(n.c.accept > 0).label("accepted"),
+            _count_if(n.c.decided > 0).label("decided"),
+        )
+        .group_by(profile)
+        .order_by(profile)
+    ).all()
+    return [
+        ProfileSummary(
+            profile=row.profile,
+            negotiations=int(row.negotiations),
+            rounds=int(row.rounds),
+            acceptance_rate=ratio(int(row.accepted), int(row.decided)),
+            average_rounds_to_agreement=ratio(int(row.accept_round_sum), int(row.accept), "0.01"),
+            agreed_rates=_agreed_rates(row),
+        )
+        for row in rows
+    ]
 
 
 def summary_report(
@@ -215,6 +248,7 @@ def summary_report(
         .group_by(rounds.c.round_number)
         .order_by(rounds.c.round_number)
     ).all()
+    by_profile = _by_profile(conn, n)
     negotiation_outcomes = {
         name: int(getattr(totals, name)) for name in ("accepted", "rejected", "open", "undecided")
     }
@@ -264,6 +298,7 @@ def summary_report(
             )
             for row in by_round
         ],
+        by_profile=by_profile,
         outcomes=Outcomes(
             negotiations={
                 k: negotiation_outcomes.get(k, 0)

@@ -10,11 +10,13 @@ from urllib.parse import quote, urlencode
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
+from pydantic import ValidationError
 
 from negotiation.auth import matching_key
 from negotiation.controllers.params import Ctx, RequestContext
 from negotiation.db import Database
 from negotiation.errors import ApiError
+from negotiation.profiles import current_profiles
 from negotiation.reports.chart import build_chart
 from negotiation.reports.history import session_report
 from negotiation.schemas import SessionCreate, SessionStatus
@@ -47,6 +49,7 @@ class SessionForm:
     session_id: str = ""
     client_id: str = ""
     ttl_seconds: str = ""
+    profile: str = ""
 
 
 @dataclass
@@ -132,7 +135,10 @@ class PagesController(Controller):
                 raise ApiError(422, "VALIDATION_ERROR", "Client id must be at most 255 characters.")
             field = "session_id"
             fields = SessionCreate(
-                session_id=data.session_id.strip() or None, client_id=client_id, ttl_seconds=ttl
+                session_id=data.session_id.strip() or None,
+                client_id=client_id,
+                ttl_seconds=ttl,
+                profile=_profile(data.profile),
             )
             row = await ctx.db.write(
                 create_session, fields, default_ttl=settings.session_ttl_seconds, now=ctx.now
@@ -233,6 +239,19 @@ async def _session_page(
     )
 
 
+def _profile(raw: str) -> str | None:
+    """The pricing profile picked in the form (empty: none, the load's or standard decides)."""
+    name = raw.strip()
+    if not name:
+        return None
+    try:
+        return SessionCreate(profile=name).profile
+    except ValidationError:
+        raise ApiError(
+            422, "PROFILE_NOT_FOUND", f"There is no pricing profile {name}: pick one listed."
+        ) from None
+
+
 def _ttl(raw: str, default: int) -> int:
     if not raw.strip():
         return default
@@ -266,6 +285,7 @@ async def _sessions_page(
     lines, after = await db.read(
         session_lines, status=chosen, search=search, after=_page_cursor(cursor), now=now
     )
+    profiles = await db.read(current_profiles)
     next_url = None
     if after is not None:
         query = {"status": chosen or "", "q": search or "", "cursor": after}
@@ -282,6 +302,7 @@ async def _sessions_page(
             "form": form or SessionForm(),
             "error": error,
             "purged": purged,
+            "profiles": profiles,
         },
         status_code=status_code,
     )
