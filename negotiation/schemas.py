@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -23,12 +22,15 @@ from pydantic_core import PydanticCustomError
 from negotiation.money import MAX_MONEY as MAX_MONEY
 from negotiation.money import MoneyIn as MoneyIn
 from negotiation.profile_names import ProfileName
+from negotiation.session_metadata import MAX_METADATA_BYTES as MAX_METADATA_BYTES
+from negotiation.session_metadata import MAX_METADATA_DEPTH as MAX_METADATA_DEPTH
+from negotiation.session_metadata import bounded_metadata
+from negotiation.text_rules import CONTROL_IN_FREE_TEXT as _CONTROL_IN_FREE_TEXT
 
 T = TypeVar("T")
 
 #: Control characters (Unicode Cc). Free text keeps tab, newline and carriage return.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_IN_FREE_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _single_line(value: str) -> str:
@@ -320,41 +322,17 @@ def round_json(row: Any, max_rounds: int) -> dict[str, Any]:
     return fields
 
 
-#: Bounds on a session's ``metadata``: its compact JSON size and how deeply it nests.
-MAX_METADATA_BYTES = 16 * 1024
-MAX_METADATA_DEPTH = 8
 #: The longest ``ttl_seconds`` a session may ask for: one year.
 MAX_SESSION_TTL = 365 * 24 * 3600
 
 SessionStatus = Literal["active", "closed", "expired"]
 
 
-def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    # Checked iteratively first, so a deeply nested body cannot exhaust the stack in json.dumps.
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_METADATA_DEPTH:
-            raise ValueError(f"metadata may nest at most {MAX_METADATA_DEPTH} levels deep")
-        children = list(node.values()) if isinstance(node, dict) else node
-        texts = [*node.keys(), *children] if isinstance(node, dict) else children
-        for text in texts:
-            if isinstance(text, str) and _CONTROL_IN_FREE_TEXT.search(text):
-                raise ValueError("metadata strings must not contain control characters")
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(
-            f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES} bytes are allowed"
-        )
-    return value
-
-
 class SessionCreate(RequestBody):
     #: Validated by the service (422 ``INVALID_SESSION_ID``); omitted: one is generated.
     session_id: str | None = None
     client_id: ShortText | None = None
-    metadata: Annotated[dict[str, Any], AfterValidator(_bounded_metadata)] | None = None
+    metadata: Annotated[dict[str, Any], AfterValidator(bounded_metadata)] | None = None
     ttl_seconds: Annotated[int, Field(ge=1, le=MAX_SESSION_TTL)] | None = None
     #: The pricing profile for this session's negotiations (else the load's, else standard).
     profile: ProfileName | None = None
