@@ -2,11 +2,11 @@
 
 | negotiation | profile (version)               | load: L, C   | rounds                          |
 |-------------|---------------------------------|--------------|---------------------------------|
-| A (session) | firm v1: linear, 2 rounds, 5 %  | 2000, 2100   | 2040 accept (limit 2050)        |
-| B (session) | firm v1                         | 2000, 2100   | 2300 counter 2050; 2200 reject  |
-| C (session) | generous v1: early, 4, 20 %     | 1000, 1100   | 1200 counter 1043; 1070 accept  |
-| D (none)    | standard v1: linear, 3, 10 %    | 2000, 2200   | 1990 accept                     |
-| E (none)    | legacy (no profile)             | 2000         | one round without a decision    |
+| A (session) | firm v1: linear, 2 rounds, 5 %  | L1 2000, 2100 | 2040 accept (limit 2050)       |
+| B (session) | firm v1                         | L3 2000, 2100 | 2300 counter 2050; 2200 reject |
+| C (session) | generous v1: early, 4, 20 %     | L2 1000, 1100 | 1200 counter 1043; 1070 accept |
+| D (none)    | standard v1: linear, 3, 10 %    | L4 2000, 2200 | 1990 accept                    |
+| E (none)    | legacy (no profile)             | L5 2000       | one round without a decision   |
 """
 
 from __future__ import annotations
@@ -57,9 +57,12 @@ async def data(client: Client, make_load: Make, make_call: Make, settings: Setti
         {"name": "generous", "max_rounds": 4, "max_markup": 0.2, "concession": "early"},
     ):
         assert (await client.post("/api/profiles", json=body)).status_code == 201
-    await make_load("L1", loadboard_rate=2000)
+    # One load per negotiation: an accept books its load, and a booked load takes no other
+    # call's rounds.
+    for load in ("L1", "L3", "L4", "L5"):
+        await make_load(load, loadboard_rate=2000)
     await make_load("L2", loadboard_rate=1000, max_rate=1100)
-    a, b, c, d, e = [await make_call(load) for load in ("L1", "L1", "L2", "L1", "L1")]
+    a, b, c, d, e = [await make_call(load) for load in ("L1", "L3", "L2", "L4", "L5")]
     assert (await offer_ok(client, a["id"], 2040, await _session(client, "firm")))["accepted"]
     session_b = await _session(client, "firm")
     assert (await offer_ok(client, b["id"], 2300, session_b))["counter_offer"] == 2050.0

@@ -222,9 +222,10 @@ async def test_a_negotiation_keeps_its_version_after_a_put(
     closed = await negotiate(client, call["id"], 2000, session)
     assert_error(closed, 409, "NEGOTIATION_CLOSED")
 
-    # A new negotiation starts on version 2: early, five rounds, ceiling 2600.
+    # A new negotiation (a new call: the rejected one has ended) starts on version 2: early,
+    # five rounds, ceiling 2600.
     fresh = (await client.post("/api/sessions", json={"profile": "tight"})).json()["session_id"]
-    started = await offer_ok(client, call["id"], 3000, fresh)
+    started = await offer_ok(client, (await make_call())["id"], 3000, fresh)
     # Round 1 of 5, early: 2000 + 600 * 1 * 9 / 25 = 2216.
     assert (started["profile_version"], started["ceiling"], started["round_limit"]) == (
         2,
