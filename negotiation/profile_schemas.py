@@ -6,11 +6,11 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from negotiation.policy import Concession
 from negotiation.profile_names import ProfileName
-from negotiation.schemas import Money, Text
+from negotiation.schemas import Money, RequestBody, Text
 
 MaxRounds = Annotated[int, Field(ge=1, le=10, description="Rounds per negotiation, 1-10")]
 MaxMarkup = Annotated[
@@ -25,10 +25,8 @@ MaxMarkup = Annotated[
 ]
 
 
-class ProfileUpdate(BaseModel):
+class ProfileUpdate(RequestBody):
     """A profile's settings; ``PUT /api/profiles/{name}`` records them as its next version."""
-
-    model_config = ConfigDict(extra="forbid")
 
     description: Text | None = None
     max_rounds: MaxRounds
