@@ -282,3 +282,22 @@ async def test_concurrent_updates_each_get_their_own_version(app: Litestar) -> N
         stored = {(v["version"], v["max_rounds"]) for v in versions}
         assert stored == {(1, 2), *got}
         assert gauge.peak > 1
+
+
+async def test_a_resumed_negotiation_keeps_its_version_on_the_new_call(
+    client: Client, make_load: Make, make_call: Make, path: str
+) -> None:
+    body = {"name": "resume", "max_rounds": 3, "max_markup": 0.1}
+    assert (await client.post("/api/profiles", json=body)).status_code == 201
+    await make_load("LDR")  # loadboard 2000: v1's ceiling 2200
+    session = (await client.post("/api/sessions", json={"profile": "resume"})).json()
+    sid = session["session_id"]
+    first = await offer_ok(client, (await make_call("LDR"))["id"], 2500, sid)
+    assert (first["profile_version"], first["round_limit"]) == (1, 2066.66)
+    changed = {"max_rounds": 5, "max_markup": 0.3, "concession": "early"}
+    assert (await client.put("/api/profiles/resume", json=changed)).json()["version"] == 2
+    # The call dropped; the carrier calls back on a new call about the same load.
+    resumed = await offer_ok(client, (await make_call("LDR"))["id"], 2500, sid)
+    assert resumed["round_number"] == 2
+    assert (resumed["profile_version"], resumed["ceiling"]) == (1, 2200.0)
+    assert (resumed["round_limit"], resumed["rounds_remaining"]) == (2133.33, 1)
