@@ -54,7 +54,7 @@ async def mcp_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         yield
 
 
-@asgi(MCP_PATH, include_in_schema=False)
+@asgi(MCP_PATH, include_in_schema=False, copy_scope=True)
 async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     """401 ``UNAUTHORIZED`` without a configured key; else the MCP request itself."""
     app = scope["litestar_app"]

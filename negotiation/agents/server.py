@@ -41,6 +41,30 @@ INSTRUCTIONS = (
 )
 
 
+#: Pydantic writes a constraint it could not attach to a type (money: a validator runs first)
+#: under its own name; these are the JSON Schema keywords an agent's validator understands.
+_KEYWORDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
+
+
+def _standard(schema: Any) -> Any:
+    """``schema`` with pydantic's leftover constraint names as JSON Schema keywords."""
+    if isinstance(schema, list):
+        return [_standard(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _KEYWORDS and not isinstance(value, dict):
+            out[_KEYWORDS[key]] = float(value) if isinstance(value, str) else value
+        elif key == "decimal_places" and not isinstance(value, dict):
+            # Not multipleOf 0.01: binary floats fail it (2300.1 / 0.01 is not whole); the
+            # tool's description states the two decimals and the service checks them.
+            continue
+        else:
+            out[key] = _standard(value)
+    return out
+
+
 @functools.cache
 def tool_list() -> list[types.Tool]:
     """The tools as ``tools/list`` answers them (built once)."""
@@ -48,7 +72,7 @@ def tool_list() -> list[types.Tool]:
         types.Tool(
             name=spec.name,
             description=spec.description,
-            input_schema=spec.args.model_json_schema(),
+            input_schema=_standard(spec.args.model_json_schema()),
             output_schema=spec.result.model_json_schema(mode="serialization"),
             annotations=types.ToolAnnotations(
                 read_only_hint=spec.read_only,

@@ -153,12 +153,13 @@ TOOLS: dict[str, ToolSpec] = {
         ToolSpec(
             "record_offer",
             "Record the carrier's asking rate (carrier_offer, a number or a decimal string such "
-            'as "2300" or "2300.50") as the next round of the call and get the broker\'s '
-            "decision: accept, counter (counter_offer) or reject. Say system_response to the "
-            "carrier. next_action says what to do now: await_offer (a counter was given: wait "
-            "for the carrier's answer and record it), transfer_to_rep (accepted: hand the "
-            "carrier to a person to book), end_call (final reject: close politely, then "
-            "end_call). At most a few rounds are allowed (rounds_remaining)." + _SESSION,
+            'as "2300" or "2300.50"; above 0, at most 10,000,000, at most two decimals) as the '
+            "next round of the call and get the broker's decision: accept, counter "
+            "(counter_offer) or reject. Say system_response to the carrier. next_action says "
+            "what to do now: await_offer (a counter was given: wait for the carrier's answer "
+            "and record it), transfer_to_rep (accepted: hand the carrier to a person to book), "
+            "end_call (final reject: close politely, then call end_call). rounds_remaining "
+            "says how many offers are left." + _SESSION,
             RecordOfferArgs,
             RoundRead,
             record_offer,
