@@ -199,6 +199,8 @@ async def test_refusals_are_tool_errors_with_the_apis_code_and_message(
             codes.append(await _same_refusal(client, http, name, arguments, request))
         unknown = await refusal(client, "record_offer", call_id=call_id, carrier_offer=1, bogus=1)
         assert unknown["code"] == "VALIDATION_ERROR" and "bogus" in unknown["message"]
+        with pytest.raises(MCPError, match="Unknown tool"):  # a protocol error, not a refusal
+            await client.call_tool("book_load", {"call_id": call_id})
         bad_outcome = await refusal(client, "end_call", call_id=call_id, outcome="negotiating")
         assert bad_outcome["code"] == "VALIDATION_ERROR" and "outcome" in bad_outcome["message"]
         echoed = await refusal(
