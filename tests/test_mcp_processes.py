@@ -25,7 +25,9 @@ async def test_serve_answers_both_eras_with_ids_in_the_access_log(
     tmp_path: Path,
     client: AsyncTestClient[Litestar],
     make_load: Callable[..., Awaitable[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")  # every log line in the file, however it stops
     log = tmp_path / "serve.log"
     settings = {"database_url": database_url, "api_keys": API_KEY, "log_level": "INFO"}
     with log.open("wb") as out, running_server(settings, log=out) as server:
