@@ -20,7 +20,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
-from negotiation.agents.http import mcp_endpoint, mcp_lifespan, session_manager
+from negotiation.agents.http import mcp_endpoint, mcp_lifespan
 from negotiation.auth import API_KEY_HEADER, ApiKeyGate
 from negotiation.body import ApiRequest
 from negotiation.controllers.calls import CallController
@@ -134,13 +134,12 @@ def create_app(
     )
     app = NegotiationApp(
         route_handlers=[api, ui, health, operations, assets_router(), mcp_endpoint],
-        lifespan=[lifespan, mcp_lifespan],
+        # The MCP tools take the same context as the HTTP handlers.
+        lifespan=[lifespan, mcp_lifespan(provide_context, MAX_BODY_BYTES)],
         state=State(
             {
                 "settings": settings,
                 "idempotency": IdempotencySettings.from_settings(settings),
-                # The MCP tools take the same context as the HTTP handlers.
-                "mcp": session_manager(provide_context, MAX_BODY_BYTES),
             }
         ),
         dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},

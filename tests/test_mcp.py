@@ -355,3 +355,6 @@ async def test_request_and_session_ids_as_on_the_api(
     result = response.json()["result"]
     assert result["structuredContent"]["session_id"] == "from_header"
     assert response.headers["x-session-id"] == "from_header"
+    # The same body limit as /api.
+    big = call({"call_id": call_id, "carrier_offer": 2500, "notes": "x" * 70_000})
+    assert (await http.post("/mcp", json=big, headers=era)).status_code == 413

@@ -8,7 +8,7 @@ its version) and the handshake-era ones (``initialize`` first, answered in the s
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar, asgi
 from litestar.types import Receive, Scope, Send
@@ -34,24 +34,26 @@ def presented_key(scope: Scope) -> bytes | None:
     return token.strip() if scheme.lower() == b"bearer" else None
 
 
-def session_manager(
+def mcp_lifespan(
     context: Callable[[], RequestContext], max_body: int
-) -> StreamableHTTPSessionManager:
-    """The SDK's Streamable HTTP handler for the tools (run it with :func:`mcp_lifespan`)."""
-    return StreamableHTTPSessionManager(
-        build_server(context),
-        json_response=True,
-        stateless=True,
-        max_request_body_size=max_body,
-    )
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The app's lifespan part for ``/mcp``: the SDK's Streamable HTTP session manager, a new
+    one at each start (one runs only once), for as long as the app runs. ``context()`` gives
+    each tool call what an HTTP handler gets; bodies over ``max_body`` bytes are 413."""
 
+    @asynccontextmanager
+    async def run(app: Litestar) -> AsyncGenerator[None, None]:
+        manager = StreamableHTTPSessionManager(
+            build_server(context),
+            json_response=True,
+            stateless=True,
+            max_request_body_size=max_body,
+        )
+        app.state.mcp = manager
+        async with manager.run():
+            yield
 
-@asynccontextmanager
-async def mcp_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
-    """Runs the session manager for as long as the app runs."""
-    manager: StreamableHTTPSessionManager = app.state.mcp
-    async with manager.run():
-        yield
+    return run
 
 
 @asgi(MCP_PATH, include_in_schema=False, copy_scope=True)
