@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,8 +39,7 @@ from mcp import Client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
 from tests import dbutil  # noqa: E402
-from tests.pgcluster import free_port  # noqa: E402
-from tests.server import Server, server_env, wait_until_listening  # noqa: E402
+from tests.server import running_server  # noqa: E402
 
 KEY = "bench-key"
 LOAD = {
@@ -133,17 +131,8 @@ async def bench_mcp(
 def bench_database(kind: str, url: str, args: argparse.Namespace) -> dict[str, list[Any]]:
     dbutil.run_alembic(url)
     settings = {"database_url": url, "api_keys": KEY, "env": "production", "log_level": "WARNING"}
-    # A port of its own rather than tests.server's shared range, which test runs probe too.
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "negotiation"), "serve", "--port", str(port)]
-    process = subprocess.Popen(command, env=server_env(**settings), stdout=subprocess.DEVNULL)
-    server = Server(process, port)
-    try:
-        wait_until_listening(server)
-        return asyncio.run(bench_server(server.base_url, process.pid, args))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_server(settings) as server:
+        return asyncio.run(bench_server(server.base_url, server.process.pid, args))
 
 
 def report(kind: str, results: dict[str, list[Any]]) -> None:
