@@ -141,6 +141,7 @@ async def whole_flow(
         for offer in (2500, 2300, 2150)
     ]
     assert [r["decision"] for r in rounds] == ["counter", "counter", "accept"]
+    assert [r["next_action"] for r in rounds] == ["await_offer", "await_offer", "transfer_to_rep"]
     assert [r["round_number"] for r in rounds] == [1, 2, 3]
     assert {r["session_id"] for r in rounds} == {session_id}
     history = await tool(client, "get_session_history", session_id=session_id)

@@ -207,6 +207,12 @@ async def test_refusals_are_tool_errors_with_the_apis_code_and_message(
             client, "record_offer", call_id=999_999, carrier_offer=1, session_id="s_e"
         )
         assert echoed["code"] == "CALL_NOT_FOUND"
+        # An accept books the load: that call is closed, the load's other calls are refused.
+        booking = await post_call(http, "LDREF")
+        await tool(client, "record_offer", call_id=booking, carrier_offer=1900)
+        for path_call in (booking, call_id):  # another session on the booking call
+            case = offer(path_call, carrier_offer=1900, session_id="after_booking")
+            codes.append(await _same_refusal(client, http, *case))
     assert codes[:8] == [
         "CALL_NOT_FOUND",
         *["VALIDATION_ERROR"] * 5,
@@ -214,7 +220,8 @@ async def test_refusals_are_tool_errors_with_the_apis_code_and_message(
         "SESSION_CLOSED",
     ]
     assert codes[8] in ("NEGOTIATION_CLOSED", "CALL_CLOSED")
-    assert codes[9:] == ["LOAD_NOT_FOUND", "CALL_EXISTS", "SESSION_NOT_FOUND", "CALL_NOT_FOUND"]
+    assert codes[9:13] == ["LOAD_NOT_FOUND", "CALL_EXISTS", "SESSION_NOT_FOUND", "CALL_NOT_FOUND"]
+    assert codes[13:] == ["CALL_CLOSED", "LOAD_BOOKED"]
 
 
 async def test_expired_and_unknown_sessions_are_refused_as_over_http(settings: Settings) -> None:

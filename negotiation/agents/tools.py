@@ -116,7 +116,7 @@ async def session_history(ctx: RequestContext, args: SessionHistoryArgs, _: str 
 async def end_call(ctx: RequestContext, args: EndCallArgs, _: str | None) -> Answer:
     fields = args.model_dump(exclude_unset=True, include={"outcome", "sentiment", "notes"})
     update = CallUpdate.model_validate({**fields, "call_end_time": ctx.now})
-    row = await ctx.db.write(update_call, args.call_id, update)
+    row = await ctx.db.write(update_call, args.call_id, update, ctx.now)
     body = CallRead.model_validate(row).model_dump(mode="json")
     summary = f"Call {body['id']} ended: {body['outcome']}."
     return {**body, "session_id": args.session_id}, summary
