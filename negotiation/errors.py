@@ -269,12 +269,6 @@ def as_api_error(exc: Exception) -> ApiError | None:
     return None
 
 
-def validation_error(details: list[dict[str, Any]]) -> ApiError:
-    """422 ``VALIDATION_ERROR`` for ``details`` (each a ``key`` and ``message``), worded as the
-    HTTP API words an invalid request body."""
-    return ApiError(422, "VALIDATION_ERROR", _validation_message(details), details)
-
-
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Anything else: logged with its traceback, never shown to the client."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -15,23 +15,9 @@ from litestar.types import Receive, Scope, Send
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from negotiation.agents.server import REQUEST_STATE, build_server
-from negotiation.auth import key_fingerprint, matching_key
 from negotiation.controllers.params import RequestContext
-from negotiation.errors import ApiError
-from negotiation.settings import Settings
 
 MCP_PATH = "/mcp"
-_API_KEY = b"x-api-key"
-_AUTHORIZATION = b"authorization"
-
-
-def presented_key(scope: Scope) -> bytes | None:
-    """The key in ``X-API-Key``, else in ``Authorization: Bearer <key>``."""
-    headers = dict(scope["headers"])
-    if key := headers.get(_API_KEY):
-        return key
-    scheme, _, token = headers.get(_AUTHORIZATION, b"").partition(b" ")
-    return token.strip() if scheme.lower() == b"bearer" else None
 
 
 def mcp_lifespan(
@@ -58,20 +44,11 @@ def mcp_lifespan(
 
 @asgi(MCP_PATH, include_in_schema=False, copy_scope=True)
 async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    """401 ``UNAUTHORIZED`` without a configured key; else the MCP request itself."""
-    app = scope["litestar_app"]
-    settings: Settings = app.state.settings
-    key = matching_key(presented_key(scope), settings)
-    if key is None:
-        raise ApiError(
-            401,
-            "UNAUTHORIZED",
-            "A valid X-API-Key header (or Authorization: Bearer <key>) is required.",
-        )
-    scope["state"]["api_key_fingerprint"] = key_fingerprint(key)
+    """The MCP request itself; :class:`negotiation.auth.ApiKeyGate` has already refused one
+    without a key (``X-API-Key`` or ``Authorization: Bearer``), before routing."""
     token = REQUEST_STATE.set(scope["state"])
     try:
-        manager: StreamableHTTPSessionManager = app.state.mcp
+        manager: StreamableHTTPSessionManager = scope["litestar_app"].state.mcp
         await manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
     finally:
         REQUEST_STATE.reset(token)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from negotiation.controllers.params import INT_MAX
+from negotiation.money import MoneyIn
 from negotiation.schemas import (
     CallCreate,
     CallRead,
@@ -56,8 +57,20 @@ class StartCallArgs(CallCreate):
     session_id: SessionIdArg = None
 
 
+#: What the money validator accepts, as JSON Schema (pydantic cannot derive it from a plain
+#: validator): a number or a plain decimal string, above 0, at most 10,000,000, two decimals.
+MONEY_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 10_000_000},
+        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$"},
+    ]
+}
+
+
 class RecordOfferArgs(OfferCreate):
     model_config = ConfigDict(extra="forbid")
+
+    carrier_offer: Annotated[MoneyIn, WithJsonSchema(MONEY_SCHEMA)]
 
     #: Required here; over HTTP the body may echo the path's call id.
     call_id: CallIdArg

@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 import mcp_types as types
 from mcp.server import Server
@@ -22,7 +22,8 @@ from pydantic import ValidationError
 from negotiation import __version__
 from negotiation.agents.tools import TOOLS
 from negotiation.controllers.params import RequestContext
-from negotiation.errors import ApiError, as_api_error, validation_error
+from negotiation.errors import ApiError, as_api_error
+from negotiation.messages import body_failures
 from negotiation.middleware import usable_session_id
 from negotiation.service import check_session_id
 
@@ -85,14 +86,6 @@ def tool_list() -> list[types.Tool]:
     ]
 
 
-def _details(exc: ValidationError) -> list[dict[str, Any]]:
-    # As Litestar reports a request body's errors: the dotted field and pydantic's message.
-    return [
-        {"message": e["msg"], "key": ".".join(str(part) for part in e["loc"]) or "body"}
-        for e in exc.errors()
-    ]
-
-
 def _refusal(error: ApiError, session_id: str | None) -> types.CallToolResult:
     envelope = {
         "success": False,
@@ -134,7 +127,10 @@ async def call_tool(
         _note(state, args)
         body, summary = await spec.run(ctx, args, header)
     except ValidationError as exc:
-        return _refusal(validation_error(_details(exc)), session_id)
+        # Worded as the HTTP API words the same fields of a request body.
+        failures = body_failures(cast("list[dict[str, Any]]", exc.errors()), spec.args)
+        message = failures[0]["message"] if failures else "The arguments are not valid."
+        return _refusal(ApiError(422, "VALIDATION_ERROR", message, failures or None), session_id)
     except Exception as exc:
         error = as_api_error(exc)
         if error is None:
