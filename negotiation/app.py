@@ -20,6 +20,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 
 from negotiation import __version__
+from negotiation.agents.http import mcp_endpoint, mcp_lifespan
 from negotiation.auth import API_KEY_HEADER, ApiKeyGate
 from negotiation.body import ApiRequest
 from negotiation.controllers.calls import CallController
@@ -136,8 +137,9 @@ def create_app(
         security=[] if settings.metrics_public else [{"apiKey": []}],
     )
     app = NegotiationApp(
-        route_handlers=[api, ui, health, operations, assets_router()],
-        lifespan=[lifespan],
+        route_handlers=[api, ui, health, operations, assets_router(), mcp_endpoint],
+        # The MCP tools take the same context as the HTTP handlers.
+        lifespan=[lifespan, mcp_lifespan(provide_context, MAX_BODY_BYTES)],
         state=State(
             {
                 "settings": settings,

@@ -359,6 +359,24 @@ def serve(
         )
 
 
+@app.command()
+def mcp(
+    list_tools: bool = typer.Option(
+        False, "--list-tools", help="Print the tools an agent is offered, then exit."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="With --list-tools: as tools/list sends them."
+    ),
+) -> None:
+    """Serve the MCP tools over stdio for a desktop agent, on NEGOTIATION_DATABASE_URL."""
+    from negotiation.agents.stdio import describe_tools, serve_stdio
+
+    if list_tools:
+        typer.echo(describe_tools(as_json))
+        return
+    _with_database(serve_stdio)
+
+
 def main() -> None:
     """Entry point of the ``negotiation`` console script."""
     app()

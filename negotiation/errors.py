@@ -243,16 +243,30 @@ def handle_database_down(
     )
 
 
+def _invalid_data_message(exc: InvalidData) -> str:
+    return f"A value in the request cannot be stored or searched for: {exc}."
+
+
 def handle_invalid_data(
     request: Request[Any, Any, Any], exc: InvalidData
 ) -> Response[dict[str, Any]]:
     """A value the database cannot store or compare (e.g. a NUL character on PostgreSQL)."""
-    return _respond(
-        request,
-        422,
-        "VALIDATION_ERROR",
-        f"A value in the request cannot be stored or searched for: {exc}.",
-    )
+    return _respond(request, 422, "VALIDATION_ERROR", _invalid_data_message(exc))
+
+
+def as_api_error(exc: Exception) -> ApiError | None:
+    """The error the HTTP API answers for ``exc``, for callers outside HTTP (MCP tools);
+    None for an unexpected exception (a 500 over HTTP)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, DatabaseUnavailable | DatabaseBusy):
+        code, message, retry_after = _DATABASE_DOWN[type(exc)]
+        return ApiError(
+            HTTP_503_SERVICE_UNAVAILABLE, code, message, None, {"Retry-After": retry_after}
+        )
+    if isinstance(exc, InvalidData):
+        return ApiError(422, "VALIDATION_ERROR", _invalid_data_message(exc))
+    return None
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

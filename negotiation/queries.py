@@ -74,9 +74,16 @@ def loads_page(
     status: str | None,
     after_load_id: str | None,
     limit: int,
+    pickup_on: dt.date | None = None,
 ) -> Sequence[Row[Any]]:
-    """Loads ordered by ``load_id``, ``limit + 1`` rows so the caller can tell if more remain."""
+    """Loads ordered by ``load_id``, ``limit + 1`` rows so the caller can tell if more remain;
+    ``pickup_on``: only loads picked up on that UTC date."""
     query = select(loads).order_by(loads.c.load_id).limit(limit + 1)
+    if pickup_on is not None:
+        day = dt.datetime.combine(pickup_on, dt.time(), dt.UTC)
+        query = query.where(
+            loads.c.pickup_datetime >= day, loads.c.pickup_datetime < day + dt.timedelta(days=1)
+        )
     for column, value in (
         (loads.c.origin, origin),
         (loads.c.destination, destination),
