@@ -64,7 +64,8 @@ async def test_unknown_paths_and_methods_are_401_first_then_404_or_405(client: C
         ("DELETE", "/api/loads"): (405, "METHOD_NOT_ALLOWED"),
         ("PUT", "/api/calls/1"): (405, "METHOD_NOT_ALLOWED"),
         ("GET", "/api/calls/0"): (422, "VALIDATION_ERROR"),
-        ("GET", "/mcp"): (404, "NOT_FOUND"),
+        ("GET", "/mcp"): (405, "METHOD_NOT_ALLOWED"),  # stateless: no stream to open
+        ("DELETE", "/mcp"): (405, "METHOD_NOT_ALLOWED"),
         ("GET", "/api/negotiations?sesion_id=nope"): (422, "VALIDATION_ERROR"),
     }
     for (method, url), (status, code) in with_key.items():
@@ -83,7 +84,7 @@ async def test_mcp_also_takes_a_bearer_key(client: Client) -> None:
     del client.headers["X-API-Key"]
     try:
         bearer = await client.get("/mcp", headers={"Authorization": f"Bearer {API_KEY}"})
-        assert_error(bearer, 404, "NOT_FOUND")  # past the key check: no such route yet
+        assert_error(bearer, 405, "METHOD_NOT_ALLOWED")  # past the key check: MCP is POST only
         wrong = await client.get("/mcp", headers={"Authorization": "Bearer wrong"})
         assert_error(wrong, 401, "UNAUTHORIZED")
         api = await client.get("/api/loads", headers={"Authorization": f"Bearer {API_KEY}"})

@@ -11,11 +11,13 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar, asgi
+from litestar.enums import ScopeType
 from litestar.types import Receive, Scope, Send
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from negotiation.agents.server import REQUEST_STATE, build_server
 from negotiation.controllers.params import RequestContext
+from negotiation.errors import ApiError, send_error
 
 MCP_PATH = "/mcp"
 
@@ -45,7 +47,18 @@ def mcp_lifespan(
 @asgi(MCP_PATH, include_in_schema=False, copy_scope=True)
 async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     """The MCP request itself; :class:`negotiation.auth.ApiKeyGate` has already refused one
-    without a key (``X-API-Key`` or ``Authorization: Bearer``), before routing."""
+    without a key (``X-API-Key`` or ``Authorization: Bearer``), before routing.
+
+    Only POST: a stateless server sends nothing unasked, so it offers no stream to GET (which
+    would otherwise stay open for good) and has no session to DELETE. The protocol's answer to
+    both is 405.
+    """
+    method = scope["method"] if scope["type"] == ScopeType.HTTP else "WEBSOCKET"
+    if method != "POST":
+        message = f"{method} is not allowed on {MCP_PATH}; send MCP requests with POST."
+        refusal = ApiError(405, "METHOD_NOT_ALLOWED", message, headers={"Allow": "POST"})
+        await send_error(scope, send, refusal)
+        return
     token = REQUEST_STATE.set(scope["state"])
     try:
         manager: StreamableHTTPSessionManager = scope["litestar_app"].state.mcp
