@@ -11,7 +11,7 @@ from negotiation.ids import validate_session_id
 from negotiation.metrics import count_round
 from negotiation.money import parse_money
 from negotiation.profiles import record_standard_profile
-from negotiation.recording import PolicySettings, record_round
+from negotiation.recording import Offer, PolicySettings, record_offer
 from negotiation.service import utcnow
 from negotiation.settings import Settings, get_settings
 
@@ -44,15 +44,7 @@ async def ahandle_negotiation(
     try:
         cfg = PolicySettings.from_settings(settings)
         await record_standard_profile(db, settings)  # as a start of the service does
-        row = await db.write(
-            record_round,
-            call_id=int(call_id),
-            offer=offer,
-            session_id=session_id,
-            notes=None,
-            cfg=cfg,
-            now=utcnow(),
-        )
+        row = await record_offer(db, Offer(int(call_id), offer, session_id, None, cfg, utcnow()))
     except ApiError as refused:
         if refused.status_code in _OUTCOMES:
             return False, refused.message, True

@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, literal, or_, select, true, update
 
+from negotiation.db.statements import HotStatement
 from negotiation.errors import ApiError, not_found
 from negotiation.models import Money
 from negotiation.queries import bookings, calls, load_by_id, loads
-from negotiation.statements import HotStatement
 
 #: Outcomes that end a call: no further round is recorded on it.
 TERMINAL_OUTCOMES = ("accepted", "rejected", "transferred", "abandoned")

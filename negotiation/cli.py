@@ -112,7 +112,7 @@ def _with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
     from sqlalchemy.exc import DBAPIError
 
     from negotiation.db import Database, is_sqlite
-    from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable, short_reason
+    from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable, short_reason
 
     try:
         settings = get_settings()
@@ -305,7 +305,7 @@ def copy_database(
     from negotiation.copydb import CopyFailed, CopyRefused
     from negotiation.copydb import copy_database as copy
     from negotiation.copydb.summary import format_report
-    from negotiation.db_errors import short_reason
+    from negotiation.db.errors import short_reason
 
     shown = sys.stderr.isatty() if progress is None else progress
 

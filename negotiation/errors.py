@@ -33,7 +33,7 @@ from litestar.types import (
     Send,
 )
 
-from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable, InvalidData
+from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import validate_session_id
 from negotiation.messages import shorten, validation_failures
 from negotiation.metrics import DB_BUSY, DB_UNAVAILABLE

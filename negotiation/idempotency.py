@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, cast
 
@@ -43,7 +43,7 @@ from sqlalchemy import Connection, Row, Table, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from negotiation.db import Database
-from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable
+from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable
 from negotiation.errors import ApiError, envelope
 from negotiation.models import IdempotencyKey
 from negotiation.settings import Settings
@@ -142,20 +142,22 @@ async def respond_once(
     db: Database,
     now: dt.datetime,
     key: str | None,
-    unit: Callable[[Connection], T],
     render: Callable[[T], BaseModel | dict[str, Any]],
     *,
+    alone: Callable[[], Awaitable[T]],
+    unit: Callable[[Connection], T],
     fingerprint: Callable[[], Any],
     status: int = 201,
 ) -> Response[Any]:
-    """Run the write ``unit`` and answer ``render(result)``; once per ``Idempotency-Key``.
+    """Run a write and answer ``render(result)``; once per ``Idempotency-Key``.
 
-    Without a key this is a plain write. ``fingerprint()`` gives the validated request body
-    (plus anything else that changes the outcome), only called when there is a key: a reuse
-    of the key with another one is 422.
+    Without a key the write is ``alone()``; with one, ``unit`` runs in one transaction with
+    the key's stored response (``Database.write``). ``fingerprint()`` gives the validated
+    request body (plus anything else that changes the outcome), only called when there is a
+    key: a reuse of the key with another one is 422.
     """
     if key is None:
-        return Outcome(status, encode(render(await db.write(unit)))).response()
+        return Outcome(status, encode(render(await alone()))).response()
     if not _VALID_KEY.fullmatch(key):
         raise ApiError(
             422,

@@ -21,15 +21,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from negotiation import policy
 from negotiation.db import Database
-from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable
+from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable
+from negotiation.db.statements import Conn, HotStatement
 from negotiation.errors import ApiError, not_found
 from negotiation.models import MARKUP_PLACES
 from negotiation.profile_names import STANDARD
 from negotiation.profile_schemas import ProfileCreate, ProfileRead, ProfileUpdate
 from negotiation.queries import profiles
 from negotiation.settings import Settings
-from negotiation.statements import HotStatement
-from negotiation.units import quick_read
 
 logger = logging.getLogger("negotiation.profiles")
 
@@ -57,7 +56,6 @@ def policy_profile(row: Any) -> policy.Profile:
     return policy.Profile(row.name, row.version, row.max_rounds, row.max_markup, row.concession)
 
 
-@quick_read
 def current_profile(conn: Connection, name: str) -> Any | None:
     """The latest version of the profile ``name``, or None when there is none."""
     return _LATEST.first(conn, {"b_name": name})
@@ -112,7 +110,7 @@ def _version_values(
     }
 
 
-def _insert_version(conn: Connection, values: dict[str, Any]) -> Any | None:
+def _insert_version(conn: Conn, values: dict[str, Any]) -> Any | None:
     """Insert a version; the new row, or None when (name, version) is already taken."""
     return _INSERT_VERSION.first(conn, values)
 
@@ -163,9 +161,7 @@ def update_profile(conn: Connection, name: str, data: ProfileUpdate, now: dt.dat
     return row
 
 
-def ensure_standard(
-    conn: Connection, max_rounds: int, max_markup: Decimal, now: dt.datetime
-) -> Any:
+def ensure_standard(conn: Conn, max_rounds: int, max_markup: Decimal, now: dt.datetime) -> Any:
     """The latest version of ``standard``, first recorded from the settings when it is
     missing or says otherwise (a concurrent start recording it too is harmless)."""
     max_markup = max_markup.quantize(MARKUP_PLACES)  # as the column keeps it

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from negotiation.db.statements import Conn, HotStatement
 from negotiation.models import (
     Call,
     Load,
@@ -32,8 +33,6 @@ from negotiation.models import (
     NegotiationSession,
     PricingProfile,
 )
-from negotiation.statements import HotStatement
-from negotiation.units import hot_unit, quick_read
 
 loads = cast(Table, Load.__table__)
 calls = cast(Table, Call.__table__)
@@ -60,7 +59,6 @@ def session_match(session_id: str | None) -> ColumnElement[bool]:
     return column.is_(None) if session_id is None else column == session_id
 
 
-@quick_read
 def load_by_id(conn: Connection, load_id: str) -> Row[Any] | None:
     return conn.execute(select(loads).where(loads.c.load_id == load_id)).first()
 
@@ -102,7 +100,6 @@ _CALL_WITH_LOAD_STATUS = select(calls, loads.c.status.label("load_status")).sele
 )
 
 
-@quick_read
 def call_by_id(conn: Connection, call_id: int) -> Row[Any] | None:
     """The call, with its load's status as ``load_status``."""
     return conn.execute(_CALL_WITH_LOAD_STATUS.where(calls.c.id == call_id)).first()
@@ -111,13 +108,10 @@ def call_by_id(conn: Connection, call_id: int) -> Row[Any] | None:
 _CALL_EXISTS = HotStatement(select(calls.c.id).where(calls.c.id == bindparam("b_call_id")))
 
 
-@hot_unit
-@quick_read
-def call_exists(conn: Connection, call_id: int) -> bool:
+def call_exists(conn: Conn, call_id: int) -> bool:
     return _CALL_EXISTS.first(conn, {"b_call_id": call_id}) is not None
 
 
-@quick_read
 def last_decision_by_call(conn: Connection, call_id: int) -> str | None:
     """The decision of the call's most recent round (None before any round, or a legacy one)."""
     return conn.execute(
@@ -145,7 +139,7 @@ _FILTERS: dict[str, ColumnElement[bool]] = {
 def _rounds_page(present: tuple[str, ...]) -> HotStatement:
     """A page of rounds under the ``present`` filters, oldest first, built once per shape.
 
-    These run on every listing and query request: hot statements (negotiation.statements).
+    These run on every listing and query request: hot statements (negotiation.db.statements).
     """
     conditions = [_FILTERS[name] for name in present]
     query = (
@@ -157,16 +151,14 @@ def _rounds_page(present: tuple[str, ...]) -> HotStatement:
     return HotStatement(query.limit(bindparam("b_limit")))
 
 
-def _page(conn: Connection, limit: int, **filters: Any) -> Sequence[Any]:
+def _page(conn: Conn, limit: int, **filters: Any) -> Sequence[Any]:
     """``limit + 1`` rounds matching the filters given (None: not filtered on)."""
     present = tuple(name for name, value in filters.items() if value is not None)
     return _rounds_page(present).all(conn, {**filters, "b_limit": limit + 1})
 
 
-@hot_unit
-@quick_read
 def rounds_by_call(
-    conn: Connection, call_id: int, session_id: Any, *, after_id: int | None, limit: int
+    conn: Conn, call_id: int, session_id: Any, *, after_id: int | None, limit: int
 ) -> Sequence[Any]:
     """Rounds of a call, oldest first; ``session_id`` narrows to one negotiation of the call."""
     if session_id is ANY_SESSION:
@@ -176,10 +168,8 @@ def rounds_by_call(
     return _page(conn, limit, call_id=call_id, session_id=session_id, after_id=after_id)
 
 
-@hot_unit
-@quick_read
 def rounds_by_session(
-    conn: Connection, session_id: str, *, after_id: int | None, limit: int
+    conn: Conn, session_id: str, *, after_id: int | None, limit: int
 ) -> Sequence[Any]:
     """Rounds of a session across all its calls, oldest first."""
     return _page(conn, limit, session_id=session_id, after_id=after_id)
@@ -226,7 +216,7 @@ def _shared_pages(
 
 
 def _pages_of(
-    conn: Connection,
+    conn: Conn,
     pages: list[Any],
     statement: HotStatement,
     keys: tuple[str, ...],
@@ -265,13 +255,11 @@ SessionPage = tuple[str, int | None, int]
 CallPage = tuple[int, str | None, int | None, int]
 
 
-@hot_unit
-@quick_read
-def session_pages(conn: Connection, pages: list[SessionPage]) -> list[list[Any] | None]:
+def session_pages(conn: Conn, pages: list[SessionPage]) -> list[list[Any] | None]:
     """For each page asked for, ``limit + 1`` of the session's rounds oldest first (as
     :func:`rounds_by_session`), or None when the session does not exist.
 
-    Made for :meth:`~negotiation.db.Database.read_batched`: on PostgreSQL, several pages are
+    Made for :meth:`~negotiation.db.Database.read_shared`: on PostgreSQL, several pages are
     read by one statement.
     """
     found = _pages_of(conn, pages, _SESSION_PAGES, ("session_id",), rounds_by_session)
@@ -282,7 +270,7 @@ def session_pages(conn: Connection, pages: list[SessionPage]) -> list[list[Any] 
 
 
 def _rounds_of_call(
-    conn: Connection, call_id: int, session_id: str | None, *, after_id: int | None, limit: int
+    conn: Conn, call_id: int, session_id: str | None, *, after_id: int | None, limit: int
 ) -> Sequence[Any]:
     return rounds_by_call(
         conn,
@@ -293,13 +281,11 @@ def _rounds_of_call(
     )
 
 
-@hot_unit
-@quick_read
-def call_pages(conn: Connection, pages: list[CallPage]) -> list[list[Any] | None]:
+def call_pages(conn: Conn, pages: list[CallPage]) -> list[list[Any] | None]:
     """For each page asked for, ``limit + 1`` of the call's rounds oldest first, in one
     session or any (as :func:`rounds_by_call`), or None when the call does not exist.
 
-    Made for :meth:`~negotiation.db.Database.read_batched`, as :func:`session_pages`.
+    Made for :meth:`~negotiation.db.Database.read_shared`, as :func:`session_pages`.
     """
     found = _pages_of(conn, pages, _CALL_PAGES, ("call_id", "session_id"), _rounds_of_call)
     # A round's call exists (foreign key): the call is looked up only for an empty page.
@@ -309,9 +295,8 @@ def call_pages(conn: Connection, pages: list[CallPage]) -> list[list[Any] | None
     ]
 
 
-@hot_unit
 def rounds_filtered(
-    conn: Connection,
+    conn: Conn,
     *,
     call_id: int | None,
     session_id: str | None,
@@ -342,21 +327,18 @@ _SESSION_USED = HotStatement(
 )
 
 
-def session_used_by_rounds(conn: Connection, session_id: str) -> bool:
+def session_used_by_rounds(conn: Conn, session_id: str) -> bool:
     """True when a round was recorded under ``session_id``."""
     return _SESSION_USED.first(conn, {"b_session_id": session_id}) is not None
 
 
-@hot_unit
-@quick_read
-def session_known(conn: Connection, session_id: str) -> bool:
+def session_known(conn: Conn, session_id: str) -> bool:
     """A session exists when it was created, or when rounds were recorded under its id."""
     if _SESSION_CREATED.first(conn, {"b_session_id": session_id}) is not None:
         return True
     return session_used_by_rounds(conn, session_id)
 
 
-@quick_read
 def call_detail(conn: Connection, call_id: int) -> tuple[Row[Any], str | None] | None:
     """The call and the decision of its latest round."""
     call = call_by_id(conn, call_id)

@@ -1,8 +1,10 @@
 """Recording a negotiation round: the policy's decision on an offer, written as the next round.
 
-:func:`record_round` is the write unit of ``POST /api/calls/{id}/negotiate`` (and of
-:func:`negotiation.api.handle_negotiation`); it raises :class:`~negotiation.errors.ApiError` for
-anything the client can fix, and nothing is ever half-written.
+:func:`record_offer` records the round of ``POST /api/calls/{id}/negotiate`` (and of
+:func:`negotiation.api.handle_negotiation`, and MCP's ``record_offer``); :func:`record_round`
+is the same as a unit inside another write (with an ``Idempotency-Key``). They raise
+:class:`~negotiation.errors.ApiError` for anything the client can fix, and nothing is ever
+half-written.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from negotiation.booking import (
     book,
     booking_event,
 )
+from negotiation.db import Conn, Database, DriverConnection, HotStatement
 from negotiation.models import Money
 from negotiation.next_round import Offer, PolicySettings, checked_call, next_round
 from negotiation.queries import calls, loads, rounds, session_match, sessions
@@ -53,13 +56,11 @@ from negotiation.sessions import (
     new_session,
     session_for_round,
 )
-from negotiation.statements import DriverConnection, HotStatement
-from negotiation.units import hot_unit, own_transaction
 
-__all__ = ["PolicySettings", "record_round"]
+__all__ = ["Offer", "PolicySettings", "record_offer", "record_round", "round_in_transaction"]
 
 # The round-recording path runs for every offer: its statements are hot statements (built and
-# compiled once, run on the driver; see negotiation.statements). On PostgreSQL, where every
+# compiled once, run on the driver; see negotiation.db.statements). On PostgreSQL, where every
 # statement is a round trip to the server, a round is first tried in two statements outside a
 # transaction (_record_unlocked): one reads everything the decision depends on, the other
 # writes the round only if that still holds, atomically. When another request got in between
@@ -249,7 +250,7 @@ _RECORD_IF_UNCHANGED = {
 
 
 def _last_round(
-    conn: Connection,
+    conn: Conn,
     call_id: int,
     session_id: str | None,
     *,
@@ -267,7 +268,7 @@ def _last_round(
     return _LAST_ROUND[True].first(conn, params)
 
 
-def _record(conn: Connection, values: dict[str, Any], o: Offer) -> Any:
+def _record(conn: Conn, values: dict[str, Any], o: Offer) -> Any:
     """Insert the round and count it on the call (closing the call on a final decision, and
     booking its load on an accept), under the locks the caller holds."""
     params = {"b_call_id": o.call_id, "b_agreed": o.offer, "b_now": o.now}
@@ -283,8 +284,6 @@ def _record(conn: Connection, values: dict[str, Any], o: Offer) -> Any:
     return row
 
 
-@hot_unit
-@own_transaction
 def record_round(
     conn: Connection,
     *,
@@ -295,21 +294,31 @@ def record_round(
     cfg: PolicySettings,
     now: dt.datetime,
 ) -> Any:
-    """Decide on ``offer`` and record it as the next round of the (call, session) negotiation.
+    """:func:`round_in_transaction` of the offer given by its fields."""
+    return round_in_transaction(conn, Offer(call_id, offer, session_id, notes, cfg, now))
+
+
+def round_in_transaction(conn: Conn, o: Offer) -> Any:
+    """Decide on offer ``o`` and record it as the next round of the (call, session)
+    negotiation, in the caller's write transaction (``Database.write`` or ``write_hot``).
 
     Round numbers are the server's. Concurrent requests for one negotiation are serialised: on
     PostgreSQL by a row lock on its session (or on the call, for the call's default
-    negotiation), taken only after an attempt without locks met a competing request (see
-    :func:`_record_unlocked`); on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
+    negotiation), on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
     """
-    check_session_id(session_id)
-    o = Offer(call_id, offer, session_id, notes, cfg, now)
-    if isinstance(conn, DriverConnection) and conn.autocommit:
-        row = _record_unlocked(conn, o)
-        if row is not None:
-            return row
-        conn.begin()
+    check_session_id(o.session_id)
     return _record_locked(conn, o)
+
+
+async def record_offer(db: Database, o: Offer) -> Any:
+    """:func:`round_in_transaction` as a unit of work of its own; on PostgreSQL first tried
+    without locks (:func:`_record_unlocked`), so an uncontended round is two statements."""
+    return await db.write_hot(round_in_transaction, o, first_try=_first_try)
+
+
+def _first_try(conn: DriverConnection, o: Offer) -> Any | None:
+    check_session_id(o.session_id)
+    return _record_unlocked(conn, o)
 
 
 def _record_unlocked(conn: DriverConnection, o: Offer) -> Any | None:
@@ -356,7 +365,7 @@ def _record_unlocked(conn: DriverConnection, o: Offer) -> Any | None:
         return None  # a round recorded meanwhile took this round's number
 
 
-def _record_locked(conn: Connection, o: Offer) -> Any:
+def _record_locked(conn: Conn, o: Offer) -> Any:
     """The round in a transaction that first locks what it depends on (PostgreSQL: the
     session, the load, the call, in that order; on SQLite the transaction already holds the
     database's write lock)."""

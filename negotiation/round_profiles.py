@@ -12,14 +12,14 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Integer, and_, bindparam, func, literal, select
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, func, literal, select
 
 from negotiation import policy
+from negotiation.db.statements import Conn, HotStatement
 from negotiation.errors import ApiError
 from negotiation.profile_names import STANDARD
 from negotiation.profiles import ensure_standard
 from negotiation.queries import loads, profiles, rounds
-from negotiation.statements import HotStatement
 
 _PROFILE_KEYS = ("name", "version", "max_rounds", "max_markup", "concession")
 #: What a round reads of its load, of the negotiation's last round, and returns when recorded:
@@ -76,7 +76,7 @@ def profile_of(row: Any) -> policy.Profile | None:
 
 
 def locked_profile(
-    conn: Connection,
+    conn: Conn,
     call: Any,
     last: Any | None,
     max_rounds: int,

@@ -21,12 +21,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from negotiation.db.statements import Conn, HotStatement
 from negotiation.errors import ApiError, invalid_session_id, not_found
 from negotiation.ids import generate_session_id, validate_session_id
 from negotiation.profiles import check_profile_known
 from negotiation.queries import calls, rounds, session_used_by_rounds, sessions
 from negotiation.schemas import SessionCreate, SessionStatus
-from negotiation.statements import HotStatement
 
 DECISIONS = ("accept", "counter", "reject")
 
@@ -80,7 +80,7 @@ _INSERT_IF_ABSENT = HotStatement(
 )
 
 
-def _insert_if_absent(conn: Connection, values: dict[str, Any]) -> Any | None:
+def _insert_if_absent(conn: Conn, values: dict[str, Any]) -> Any | None:
     """Insert a session row unless the id is taken; the new row, or None when it was.
 
     ``ON CONFLICT DO NOTHING`` rather than catching the unique violation: on PostgreSQL a
@@ -109,7 +109,7 @@ _LOCKED_SESSION = HotStatement(
 )
 
 
-def _locked_session(conn: Connection, session_id: str) -> Any | None:
+def _locked_session(conn: Conn, session_id: str) -> Any | None:
     return _LOCKED_SESSION.first(conn, {"b_session_id": session_id})
 
 
@@ -154,7 +154,7 @@ LOCKED_SESSION = (
 
 
 def session_for_round(
-    conn: Connection,
+    conn: Conn,
     session_id: str,
     session: Any | None,
     *,

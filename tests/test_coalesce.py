@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from negotiation.coalesce import Coalescer
+from negotiation.db.coalesce import Coalescer
 
 
 class Runs:

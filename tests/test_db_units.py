@@ -1,28 +1,29 @@
-"""Units of work: each write commits or rolls back alone, also when SQLite commits several
-together; quick reads skip the worker thread on SQLite; hot units run on the bare driver
-connection on PostgreSQL and leave it as they found it."""
+"""The execution modes of ``Database``: each write commits or rolls back alone, also when SQLite
+commits several together; hot modes run on the bare driver connection and refuse anything
+else, on both databases; reads cannot write; where each mode runs."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import fcntl
+import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.exc import DBAPIError
 
-from negotiation.db import Database
-from negotiation.db_errors import DatabaseBusy
+from negotiation.db import Conn, Database, DatabaseBusy, DatabaseUnavailable, DriverConnection
+from negotiation.db.statements import HotStatement
 from negotiation.errors import ApiError
 from negotiation.queries import loads
 from negotiation.settings import Settings
-from negotiation.statements import DriverConnection, HotStatement
-from negotiation.units import hot_unit, own_transaction, quick_read
 from tests import dbutil
 from tests.helpers import hold_a_connection, with_settings
 
@@ -69,7 +70,13 @@ async def test_queued_writes_keep_their_own_outcome(settings: Settings) -> None:
             asyncio.create_task(db.write(_add_load, f"L{i:03d}", fail=i % 3 == 0))
             for i in range(1, 21)
         ]
-        await asyncio.sleep(0.05)
+        if db.is_sqlite:  # every unit was taken by the writer, which waits in the first
+
+            def taken() -> bool:
+                queue = db._backend._group_commit._pending  # type: ignore[union-attr]
+                return len(db._writes) == 21 and not queue
+
+            await _until(taken, "every unit taken by the writer")
         release.set()
         results = await asyncio.gather(first, *others, return_exceptions=True)
         stored = await db.read(_load_ids)
@@ -98,24 +105,25 @@ _INSERT_LOAD = HotStatement(insert(loads), column_keys=list(_load("")))
 _LOAD_COUNT = HotStatement(select(func.count().label("n")).select_from(loads))
 
 
-@hot_unit
-def _hot_add_load(conn: Connection, load_id: str, *, fail: bool = False) -> type:
+def _hot_add_load(conn: Conn, load_id: str, *, fail: bool = False) -> type:
     _INSERT_LOAD.run(conn, _load(load_id))
     if fail:
         raise ApiError(409, "LOAD_EXISTS", "refused after writing")
     return type(conn)
 
 
-@hot_unit
-def _hot_count(conn: Connection) -> tuple[type, int]:
+def _hot_count(conn: Conn) -> tuple[type, int]:
     counted = _LOAD_COUNT.first(conn)
     assert counted is not None
     return type(conn), counted.n
 
 
-@hot_unit
-def _hot_but_not_hot(conn: Connection) -> int:
-    return len(conn.execute(select(loads.c.load_id)).all())
+def _hot_counts(conn: Conn, items: list[str]) -> list[tuple[type, int]]:
+    return [_hot_count(conn) for _ in items]
+
+
+def _not_hot(conn: Conn, *_: object) -> list[int]:
+    return [len(conn.execute(select(loads.c.load_id)).all())]
 
 
 async def test_hot_units_commit_or_leave_nothing_and_leave_the_connection_clean(
@@ -123,67 +131,85 @@ async def test_hot_units_commit_or_leave_nothing_and_leave_the_connection_clean(
 ) -> None:
     """One pooled connection serves every unit in turn, hot or not, read or write."""
     db = Database(with_settings(settings, db_pool_size=1))
-    driver_kind = Connection if db.is_sqlite else DriverConnection
     try:
-        assert await db.write(_hot_add_load, "L1") is driver_kind
+        assert await db.write_hot(_hot_add_load, "L1") is DriverConnection
         with pytest.raises(ApiError):
-            await db.write(_hot_add_load, "L2", fail=True)  # written, then rolled back
-        assert await db.read(_hot_count) == (driver_kind, 1)
-        # After a hot read (no transaction on PostgreSQL) a plain write is transactional again.
+            await db.write_hot(_hot_add_load, "L2", fail=True)  # written, then rolled back
+        assert await db.read_hot(_hot_count) == (DriverConnection, 1)
+        assert await db.read_shared(_hot_counts, "x") == (DriverConnection, 1)
+        # After a hot read (no transaction) a plain write is transactional again.
         with pytest.raises(ApiError):
             await db.write(_add_load, "L3", fail=True)
         assert await db.read(_load_ids) == ["L1"]
-        assert await db.write(_hot_add_load, "L4") is driver_kind
-        assert await db.read(_load_ids) == ["L1", "L4"]
+        assert await db.write_hot(_hot_add_load, "L4") is DriverConnection
+        assert await db.read_quick(_load_ids) == ["L1", "L4"]
     finally:
         await db.dispose()
 
 
-@hot_unit
-@own_transaction
-def _add_loads_in_turn(conn: Connection, first: str, second: str) -> None:
-    """The first load alone, then a transaction (PostgreSQL); then a refusal."""
-    _INSERT_LOAD.run(conn, _load(first))
-    if isinstance(conn, DriverConnection):
-        conn.begin()
-    _INSERT_LOAD.run(conn, _load(second))
-    raise ApiError(409, "LOAD_EXISTS", "refused after writing")
-
-
-async def test_an_own_transaction_unit_commits_each_statement_until_it_begins(
-    settings: Settings,
-) -> None:
-    """On PostgreSQL its first statement commits on its own and what follows ``begin()`` rolls
-    back with the refusal; elsewhere the whole unit is one transaction. Either way the pooled
-    connection is transactional again for the next unit."""
-    db = Database(with_settings(settings, db_pool_size=1))
-    try:
-        with pytest.raises(ApiError):
-            await db.write(_add_loads_in_turn, "L1", "L2")
-        assert await db.read(_load_ids) == ([] if db.is_sqlite else ["L1"])
-        with pytest.raises(ApiError):
-            await db.write(_hot_add_load, "L3", fail=True)
-        with pytest.raises(ApiError):
-            await db.write(_add_load, "L4", fail=True)
-        assert await db.read(_load_ids) == ([] if db.is_sqlite else ["L1"])
-    finally:
-        await db.dispose()
-
-
-async def test_a_hot_unit_cannot_run_a_statement_that_is_not_hot(settings: Settings) -> None:
+async def test_every_hot_mode_refuses_a_statement_that_is_not_hot(settings: Settings) -> None:
+    """On both databases: a unit that is not hot fails at once, and writes nothing."""
     db = Database(settings)
     try:
-        if db.is_sqlite:  # an ordinary unit there
-            assert await db.read(_hot_but_not_hot) == 0
-        else:
+        for run in (db.read_hot(_not_hot), db.write_hot(_not_hot), db.read_shared(_not_hot, "x")):
             with pytest.raises(TypeError, match="HotStatements only"):
-                await db.read(_hot_but_not_hot)
+                await run
+        assert await db.read(_load_ids) == []
     finally:
         await db.dispose()
 
 
-@hot_unit
-def _count_as(conn: Connection, name: str, turns: list[str]) -> int:
+async def test_a_read_cannot_write(settings: Settings) -> None:
+    """SQLite's reader connections are ``query_only``; PostgreSQL's read transaction is READ
+    ONLY: a read unit that writes fails, and nothing is stored."""
+    db = Database(settings)
+    try:
+        with pytest.raises((DatabaseUnavailable, DBAPIError), match=r"read-?only"):
+            await db.read(_add_load, "L1")
+        if db.is_sqlite:  # PostgreSQL's autocommit quick reads do not check
+            with pytest.raises(DatabaseUnavailable, match="readonly"):
+                await db.read_quick(_add_load, "L2")
+        assert await db.read(_load_ids) == []
+        assert await db.read_quick(_load_ids) == []  # the quick reads' connection still works
+    finally:
+        await db.dispose()
+
+
+def _first_try(
+    conn: Conn, load_id: str, *, tries: list[str], answer: bool, fail: bool = False
+) -> str | None:
+    tries.append(load_id)
+    if answer:
+        _INSERT_LOAD.run(conn, _load(load_id))  # one statement: atomic on its own
+        return f"first try: {load_id}"
+    return None
+
+
+async def test_a_first_try_answers_alone_or_leaves_the_unit_to_its_transaction(
+    settings: Settings,
+) -> None:
+    """PostgreSQL runs ``first_try`` outside the transaction: its answer is the unit's, or,
+    when it has none, the unit runs in a transaction that a refusal rolls back whole. SQLite
+    never needs it: the unit runs in its write transaction."""
+    db = Database(with_settings(settings, db_pool_size=1))
+    tries: list[str] = []
+    try:
+        first = functools.partial(_first_try, tries=tries, answer=True)
+        answered = await db.write_hot(_hot_add_load, "L1", first_try=first)
+        no_answer = functools.partial(_first_try, tries=tries, answer=False)
+        with pytest.raises(ApiError):
+            await db.write_hot(_hot_add_load, "L2", fail=True, first_try=no_answer)
+        assert await db.write_hot(_hot_add_load, "L3", first_try=no_answer) is DriverConnection
+        stored = await db.read(_load_ids)
+    finally:
+        await db.dispose()
+    if db.is_sqlite:
+        assert (answered, tries, stored) == (DriverConnection, [], ["L1", "L3"])
+    else:
+        assert (answered, tries, stored) == ("first try: L1", ["L1", "L2", "L3"], ["L1", "L3"])
+
+
+def _count_as(conn: Conn, name: str, turns: list[str]) -> int:
     turns.append(name)
     counted = _LOAD_COUNT.first(conn)
     assert counted is not None
@@ -199,7 +225,7 @@ async def test_postgres_units_get_connections_in_the_order_they_asked(postgres_u
 
     async def requester(name: str) -> None:
         for _ in range(4):
-            await db.read(_count_as, name, turns)
+            await db.read_hot(_count_as, name, turns)
 
     try:
         await asyncio.gather(*(requester(name) for name in "abc"))
@@ -216,49 +242,56 @@ async def test_a_postgres_unit_with_no_connection_free_in_time_is_busy(postgres_
     try:
         await asyncio.to_thread(held.wait, 10)
         with pytest.raises(DatabaseBusy, match="no database connection came free in 100 ms"):
-            await db.read(_count_as, "late", [])
+            await db.read_hot(_count_as, "late", [])
         await holder
-        assert await db.read(_count_as, "after", []) == 0  # the connection is free again
+        assert await db.read_hot(_count_as, "after", []) == 0  # the connection is free again
     finally:
         holder.cancel()
         await db.dispose()
 
 
-@quick_read
-def _quick_thread(conn: Connection) -> int:
-    conn.execute(select(func.count()).select_from(loads))
+def _thread(conn: Conn, *_: object) -> int:
+    if isinstance(conn, DriverConnection):
+        _LOAD_COUNT.first(conn)
+    else:
+        conn.execute(select(func.count()).select_from(loads))
     return threading.get_ident()
 
 
-def _threaded(conn: Connection) -> int:
-    conn.execute(select(func.count()).select_from(loads))
-    return threading.get_ident()
-
-
-@hot_unit
-def _hot_thread(conn: Connection) -> int:
-    _LOAD_COUNT.first(conn)
-    return threading.get_ident()
-
-
-async def test_sqlite_runs_quick_reads_and_hot_writes_on_the_loop_thread(
-    settings: Settings,
-) -> None:
-    """On SQLite, quick reads and hot write units run on the event loop's thread (a hot
-    write's BEGIN and COMMIT, which may wait, on the writer thread); other units, which may
-    scan or delete many rows, in a reader or the writer thread. asyncpg runs all on the loop."""
+async def test_where_each_mode_runs(settings: Settings) -> None:
+    """SQLite runs the quick and shared reads and the hot writes on the event loop's thread (a
+    hot write's BEGIN and COMMIT, which may wait, on the writer thread); the other modes, which
+    may scan or delete many rows, on a reader or the writer thread. asyncpg runs all on the
+    loop."""
     db = Database(settings)
     try:
-        quick, threaded = await db.read(_quick_thread), await db.read(_threaded)
-        hot_write, plain_write = await db.write(_hot_thread), await db.write(_threaded)
+        on_loop = [
+            await db.read_quick(_thread),
+            await db.read_shared(lambda conn, items: [_thread(conn) for _ in items], "x"),
+            await db.write_hot(_thread),
+        ]
+        threaded = [await db.read(_thread), await db.read_hot(_thread), await db.write(_thread)]
     finally:
         await db.dispose()
     loop_thread = threading.get_ident()
-    assert quick == hot_write == loop_thread
+    assert on_loop == [loop_thread] * 3
     if db.is_sqlite:
-        assert threaded != loop_thread and plain_write != loop_thread
+        assert loop_thread not in threaded
     else:
-        assert threaded == plain_write == loop_thread
+        assert threaded == [loop_thread] * 3
+
+
+def _waiting_for_flock() -> bool:
+    """Whether a process waits to take a ``flock`` (``/proc/locks`` lists waiters with ``->``)."""
+    with open("/proc/locks") as locks:
+        return any("-> FLOCK" in line for line in locks)
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110 (an OS condition: nothing to wait on)
+            await asyncio.sleep(0.01)
+    assert condition(), what
 
 
 async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
@@ -272,7 +305,7 @@ async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
     try:
         fcntl.flock(held, fcntl.LOCK_EX)  # as another worker process would, mid-transaction
         write = asyncio.create_task(db.write(_add_load, "LOCKED"))
-        await asyncio.sleep(0.3)
+        await _until(_waiting_for_flock, "the writer waits for the lock file")
         assert not write.done()
         fcntl.flock(held, fcntl.LOCK_UN)
         assert await asyncio.wait_for(write, 5) == "LOCKED"
@@ -283,11 +316,13 @@ async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
 
 
 _UNIT_MAY_END = threading.Event()
+_UNIT_RUNS = threading.Event()
 
 
 def _add_load_slowly(conn: Connection, load_id: str) -> str:
     """A plain unit (writer thread) that writes, then waits for the test."""
     _add_load(conn, load_id)
+    _UNIT_RUNS.set()
     assert _UNIT_MAY_END.wait(5)
     return load_id
 
@@ -304,13 +339,17 @@ def test_a_write_left_behind_at_shutdown_does_not_keep_the_lock_file(
     db = Database(Settings(database_url=url))
     held = os.open(f"{tmp_path / 'loads.db'}-writer.lock", os.O_RDWR | os.O_CREAT)
     _UNIT_MAY_END.clear()
+    _UNIT_RUNS.clear()
     try:
         if left_while == "waiting for the lock file":
             fcntl.flock(held, fcntl.LOCK_EX)
 
         async def write_and_leave() -> asyncio.Task[str]:
             write = asyncio.ensure_future(db.write(_add_load_slowly, "LEFT"))
-            await asyncio.sleep(0.2)  # the writer thread is waiting for the lock, or the test
+            if left_while == "a unit runs":
+                await asyncio.to_thread(_UNIT_RUNS.wait, 10)
+            else:
+                await _until(_waiting_for_flock, "the writer waits for the lock file")
             return write
 
         write = asyncio.run(write_and_leave())  # cancels the pending write on its way out

@@ -1,6 +1,6 @@
 """Every hot statement returns what ``Connection.execute`` returns for the same statement.
 
-Hot statements (``negotiation.statements``) compile Core statements through SQLAlchemy's
+Hot statements (``negotiation.db.statements``) compile Core statements through SQLAlchemy's
 compiler internals and run them on the driver's cursor with SQLAlchemy's own bind and result
 processors. This checks that shortcut against SQLAlchemy's execution on both databases: the
 service's own traffic is recorded (every hot statement run, with its parameters), then each is
@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from negotiation import booking, queries, recording, sessions
 from negotiation.app import create_app
 from negotiation.db import normalize_url
+from negotiation.db.statements import HotStatement
 from negotiation.settings import Settings
-from negotiation.statements import HotStatement
 from tests.conftest import API_KEY, Clock
 from tests.helpers import concurrent_client, seed_calls
 

@@ -44,7 +44,7 @@ def shared_statements(app: Litestar) -> Iterator[list[str]]:
     if db.is_sqlite:
         yield seen
         return
-    engine = db._async_engine.sync_engine  # type: ignore[union-attr]
+    engine = db._backend.engine.sync_engine  # type: ignore[union-attr]
 
     def capture(*args: Any) -> None:
         if "WITH ORDINALITY" in args[2]:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from negotiation.app import create_app
 from negotiation.db import Database, normalize_url
-from negotiation.db_errors import DatabaseBusy
+from negotiation.db.errors import DatabaseBusy
 from negotiation.settings import Settings
 from tests import dbutil
 from tests.conftest import API_KEY, LOAD

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from negotiation import recording
 from negotiation.agents.schemas import (
     CallResult,
     EndCallArgs,
@@ -23,7 +24,6 @@ from negotiation.controllers.params import RequestContext
 from negotiation.errors import not_found
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import loads_page, session_pages
-from negotiation.recording import record_round
 from negotiation.schemas import CallRead, CallUpdate, LoadRead, RoundRead, round_json
 from negotiation.service import check_session_id, create_call, update_call, utcnow
 
@@ -81,15 +81,10 @@ async def record_offer(ctx: RequestContext, args: RecordOfferArgs, header: str |
     # As over HTTP: without a session_id argument, the X-Session-ID header names the session.
     session_id = args.session_id if args.session_id is not None else header
     check_session_id(session_id)
-    row = await ctx.db.write(
-        record_round,
-        call_id=args.call_id,
-        offer=args.carrier_offer,
-        session_id=session_id,
-        notes=args.notes,
-        cfg=ctx.policy,
-        now=ctx.now,
+    offer = recording.Offer(
+        args.call_id, args.carrier_offer, session_id, args.notes, ctx.policy, ctx.now
     )
+    row = await recording.record_offer(ctx.db, offer)
     body = round_json(row, ctx.policy.max_rounds)
     counter = body["counter_offer"]
     summary = f"Round {body['round_number']}: {body['decision']}" + (
@@ -102,7 +97,7 @@ async def record_offer(ctx: RequestContext, args: RecordOfferArgs, header: str |
 
 
 async def session_history(ctx: RequestContext, args: SessionHistoryArgs, _: str | None) -> Answer:
-    rows = await ctx.db.read_batched(session_pages, (args.session_id, None, MAX_LIMIT))
+    rows = await ctx.db.read_shared(session_pages, (args.session_id, None, MAX_LIMIT))
     if rows is None:
         raise not_found("SESSION_NOT_FOUND", "Session", args.session_id)
     rounds = [round_json(r, ctx.policy.max_rounds) for r in rows[:MAX_LIMIT]]

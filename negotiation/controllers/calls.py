@@ -20,7 +20,7 @@ from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.metrics import RoundTally
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import call_detail, call_pages
-from negotiation.recording import record_round
+from negotiation.recording import Offer, record_offer, round_in_transaction
 from negotiation.rounds import rounds_response
 from negotiation.schemas import (
     CallCreate,
@@ -44,7 +44,7 @@ class CallController(Controller):
 
     @get("/{call_id:int}", operation_id="getCall", summary="A call with its latest decision")
     async def read(self, call_id: CallId, ctx: Ctx) -> CallDetail:
-        found = await ctx.db.read(call_detail, call_id)
+        found = await ctx.db.read_quick(call_detail, call_id)
         if found is None:
             raise not_found("CALL_NOT_FOUND", "Call", call_id)
         row, last_decision = found
@@ -78,23 +78,16 @@ class CallController(Controller):
         session_id = data.session_id if data.session_id is not None else request.state.session_id
         check_session_id(session_id)
         request.state.session_id = session_id
-        unit = partial(
-            record_round,
-            call_id=call_id,
-            offer=data.carrier_offer,
-            session_id=session_id,
-            notes=data.notes,
-            cfg=ctx.policy,
-            now=ctx.now,
-        )
+        offer = Offer(call_id, data.carrier_offer, session_id, data.notes, ctx.policy, ctx.now)
         render = RoundTally(lambda row: round_json(row, ctx.policy.max_rounds))
         response = await respond_once(
             request,
             ctx.db,
             ctx.now,
             idempotency_key,
-            unit,
             render,
+            alone=partial(record_offer, ctx.db, offer),
+            unit=partial(round_in_transaction, o=offer),
             fingerprint=lambda: [data.model_dump(mode="json", exclude={"call_id"}), session_id],
         )
         render.count()
@@ -115,7 +108,7 @@ class CallController(Controller):
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
         check_session_id(session_id)
-        rows = await ctx.db.read_batched(call_pages, (call_id, session_id, after_id, limit))
+        rows = await ctx.db.read_shared(call_pages, (call_id, session_id, after_id, limit))
         if rows is None:
             raise not_found("CALL_NOT_FOUND", "Call", call_id)
         return rounds_response(request, rows, limit, ctx.policy.max_rounds)

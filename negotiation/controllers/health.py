@@ -7,7 +7,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from negotiation import __version__
 from negotiation.controllers.params import Ctx
-from negotiation.db_errors import DatabaseBusy, DatabaseUnavailable
+from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable
 from negotiation.schemas import HealthRead
 
 

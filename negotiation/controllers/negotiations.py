@@ -41,7 +41,7 @@ class NegotiationController(Controller):
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
         check_session_id(session_id)
-        rows = await ctx.db.read_batched(session_pages, (session_id, after_id, limit))
+        rows = await ctx.db.read_shared(session_pages, (session_id, after_id, limit))
         if rows is None:
             raise not_found("SESSION_NOT_FOUND", "Session", session_id)
         return rounds_response(request, rows, limit, ctx.policy.max_rounds)
@@ -60,7 +60,7 @@ class NegotiationController(Controller):
     ) -> Page[RoundRead]:
         check_session_id(session_id)
         after_id = decode_cursor(cursor, "rounds", int) if cursor else None
-        rows = await ctx.db.read(
+        rows = await ctx.db.read_hot(
             rounds_filtered,
             call_id=call_id,
             session_id=session_id,

@@ -40,7 +40,7 @@ class ProfileController(Controller):
 
     @get("/{name:str}", operation_id="getProfile", summary="A profile's current version")
     async def read(self, name: ProfileNamePath, ctx: Ctx) -> ProfileRead:
-        row = await ctx.db.read(current_profile, name)
+        row = await ctx.db.read_quick(current_profile, name)
         if row is None:
             raise not_found("PROFILE_NOT_FOUND", "Pricing profile", name)
         return _read(row)

@@ -64,8 +64,9 @@ class SessionController(Controller):
             ctx.db,
             ctx.now,
             idempotency_key,
-            unit,
             render,
+            alone=partial(ctx.db.write, unit),
+            unit=unit,
             fingerprint=lambda: data.model_dump(mode="json"),
         )
 

@@ -31,7 +31,7 @@ from sqlalchemy.util.concurrency import await_, greenlet_spawn
 
 from negotiation.copydb.plan import TablePlan
 from negotiation.db import normalize_url
-from negotiation.db_errors import sqlstate
+from negotiation.db.errors import sqlstate
 
 VERSION_TABLE = "alembic_version"
 

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 
 from negotiation import queries, recording
-from negotiation.statements import DriverConnection
+from negotiation.db.statements import DriverConnection
 
 READS = ("session", "call", "query")
 #: In-process timings per query and size.
@@ -77,7 +77,7 @@ def _record(conn: Connection, call_id: int, session_id: str, *, unlocked: bool) 
     }
     if unlocked:
         driver = DriverConnection(conn.connection, conn.engine)
-        return recording._record_unlocked(driver, recording._Offer(**request))
+        return recording._record_unlocked(driver, recording.Offer(**request))
     return recording.record_round(conn, **request)
 
 

@@ -13,11 +13,11 @@ them, so :class:`~negotiation.db.Database` retries and classifies them the same 
 
 Only statements with fixed shapes belong here; everything else uses ``Connection.execute``.
 
-A unit of work made of hot statements only can also run on a :class:`DriverConnection`: a
-DBAPI connection checked out of the engine's pool, with the engine's dialect and events, and no
-``Connection`` around it. On PostgreSQL that is how :class:`~negotiation.db.Database` runs the
-units marked :func:`~negotiation.units.hot_unit`: SQLAlchemy's asyncio ``Connection`` (checkout,
-``run_sync``, transaction bookkeeping) cost more than the statements of a round listing.
+A unit of work made of hot statements only runs on a :class:`DriverConnection`: a pooled
+DBAPI connection with the engine's dialect and events, and no ``Connection`` around it (the
+``*_hot`` modes of :class:`~negotiation.db.Database`). On PostgreSQL SQLAlchemy's asyncio
+``Connection`` (checkout, ``run_sync``, transaction bookkeeping) cost more than the statements
+of a round listing; on both databases a statement that is not hot fails at once there.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class DriverConnection:
     statements needs of a ``Connection``, without the ``Connection``.
 
     The caller checks the connection out, ends its transaction (:meth:`commit`, or the pool's
-    rollback when it is returned) and returns it. Anything but a hot statement on it is a
-    mistake: :meth:`execute` says so rather than running it outside SQLAlchemy's execution.
+    rollback when it is returned) and returns it; or it wraps the connection of a ``Connection``
+    whose transaction the caller ends. Anything but a hot statement on it is a mistake:
+    :meth:`execute` says so rather than running it outside SQLAlchemy's execution.
     """
 
     __slots__ = ("connection", "dialect", "dispatch")
@@ -53,16 +54,7 @@ class DriverConnection:
         self.dispatch = engine.dispatch
 
     def execute(self, *_args: Any, **_kwargs: Any) -> Any:
-        raise TypeError("a hot unit runs HotStatements only (see negotiation.statements)")
-
-    @property
-    def autocommit(self) -> bool:
-        """Whether each statement commits on its own (no transaction is begun)."""
-        return bool(self.connection.dbapi_connection.autocommit)  # type: ignore[union-attr]
-
-    def begin(self) -> None:
-        """Leave autocommit: the next statement begins a transaction, which the caller ends."""
-        self.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+        raise TypeError("a hot unit runs HotStatements only (see negotiation.db.statements)")
 
     def commit(self) -> None:
         """Commit the transaction the first statement began, errors raised as by SQLAlchemy."""
@@ -141,8 +133,8 @@ class HotStatement:
     must differ between databases (``ON CONFLICT`` constructs) is given per dialect name. Rows
     come back as named tuples of the statement's columns (with ``_mapping``, like SQLAlchemy's
     rows), with SQLAlchemy's result processing applied. The statement runs in whatever
-    transaction the connection is in (none: the driver's autocommit, as for
-    :func:`~negotiation.units.quick_read` units).
+    transaction the connection is in (none: the driver's autocommit, as in the quick and hot
+    read modes).
     ``before_cursor_execute`` listeners on the connection are called (with no execution
     context), so statement logs and the query-plan tests see these statements too.
     """

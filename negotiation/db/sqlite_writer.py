@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
-from negotiation.db_errors import invalidating
-from negotiation.statements import driver_execute
-from negotiation.units import is_hot
+from negotiation.db.errors import invalidating
+from negotiation.db.statements import DriverConnection, driver_execute
 
 T = TypeVar("T")
 
@@ -33,7 +32,7 @@ class GroupCommit:
     durable as before; units still run one after another, in arrival order.
 
     What may wait runs on the writer thread: taking the write lock (BEGIN, and the lock file
-    below) and COMMIT. Units marked :func:`~negotiation.units.hot_unit` (a round: a few indexed
+    below) and COMMIT. Hot units (``Database.write_hot``: a round, a few indexed hot
     statements) run on the loop's thread between the two, like quick reads: on the writer
     thread every statement released the GIL and waited to take it back from the loop, which
     under mixed load made a unit take five times its own CPU time while it held the write lock.
@@ -59,11 +58,17 @@ class GroupCommit:
         self._lock_path = lock_path
         self._lock_fd: int | None = None
 
-    async def run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        """``fn(conn, *args, **kwargs)`` in the next transaction; its result once committed."""
+    async def run(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], *, hot: bool
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` in the next transaction; its result once committed.
+
+        A ``hot`` unit runs on the loop's thread on a :class:`DriverConnection`; any other on
+        the writer thread on the ``Connection``.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append(_Unit(fn, args, kwargs, future))
+        self._pending.append(_Unit(fn, args, kwargs, future, hot))
         if self._drainer is None:
             self._drainer = loop.create_task(self._drain())
         return await future
@@ -126,18 +131,20 @@ class GroupCommit:
         if not begun.cancelled() and begun.exception() is None:
             self._end(begun.result()[0], asyncio.CancelledError())
 
-    @staticmethod
-    def _run_unit(conn: Connection, unit: _Unit, grouped: bool) -> tuple[bool, Any]:
+    def _run_unit(self, conn: Connection, unit: _Unit, grouped: bool) -> tuple[bool, Any]:
         """The unit's outcome; in a group, a unit that raises is rolled back alone.
 
         Plain SAVEPOINT statements on the driver: SQLAlchemy's begin_nested() cost as much as
         the unit itself. Units leave their own savepoints closed.
         """
+        on: Connection | DriverConnection = (
+            DriverConnection(conn.connection, self._engine) if unit.hot else conn
+        )
         if not grouped:
-            return True, unit.fn(conn, *unit.args, **unit.kwargs)
+            return True, unit.fn(on, *unit.args, **unit.kwargs)
         driver_execute(conn, "SAVEPOINT unit")
         try:
-            result = unit.fn(conn, *unit.args, **unit.kwargs)
+            result = unit.fn(on, *unit.args, **unit.kwargs)
         except Exception as exc:
             driver_execute(conn, "ROLLBACK TO unit")
             driver_execute(conn, "RELEASE unit")
@@ -160,7 +167,7 @@ class GroupCommit:
         grouped = len(batch) > 1
         try:
             for unit in batch:
-                if is_hot(unit.fn):
+                if unit.hot:
                     outcomes.append(self._run_unit(conn, unit, grouped))
                 else:
                     on_writer = self._executor.submit(self._run_unit, conn, unit, grouped)
@@ -194,7 +201,7 @@ def _settle_all(batch: list[_Unit], outcomes: list[tuple[bool, Any]]) -> None:
 
 
 class _Unit:
-    __slots__ = ("args", "fn", "future", "kwargs")
+    __slots__ = ("args", "fn", "future", "hot", "kwargs")
 
     def __init__(
         self,
@@ -202,8 +209,9 @@ class _Unit:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         future: asyncio.Future[Any],
+        hot: bool,
     ) -> None:
-        self.fn, self.args, self.kwargs, self.future = fn, args, kwargs, future
+        self.fn, self.args, self.kwargs, self.future, self.hot = fn, args, kwargs, future, hot
 
 
 def writer_lock_path(url: URL) -> str | None:
