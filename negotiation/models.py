@@ -8,6 +8,7 @@ and ``idempotency_keys`` are new.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +57,24 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     ) -> dt.datetime | None:
         return value.replace(tzinfo=dt.UTC) if value is not None else None
 
+    def json_result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any]:
+        """The same values without the generic wrapper (rows of a JSON listing, see
+        :class:`~negotiation.db.statements.HotStatement`)."""
+        #: SQLite's from text; none on PostgreSQL.
+        parse: Callable[[Any], Any] | None = self.impl_instance.result_processor(dialect, coltype)
+        utc = dt.UTC
+
+        def process(value: Any) -> dt.datetime | None:
+            if value is None:
+                return None
+            parsed: dt.datetime = value if parse is None else parse(value)
+            return parsed.replace(tzinfo=utc)
+
+        return process
+
+
+CENT = Decimal("0.01")
+
 
 class Money(TypeDecorator[Decimal]):
     """NUMERIC(12, 2); values come back as ``Decimal`` with exactly two places on every database."""
@@ -66,7 +85,33 @@ class Money(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(str(value)).quantize(Decimal("0.01"))
+        return Decimal(str(value)).quantize(CENT)
+
+    def json_result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any]:
+        """The JSON number of the amount the result processor gives: ``float`` of that
+        ``Decimal``, for rows of a JSON listing (see
+        :class:`~negotiation.db.statements.HotStatement`). A session read has a score of
+        amounts, and making each a ``Decimal`` first was a tenth of its CPU time.
+        """
+        exact: Callable[[Any], Any] | None = self.result_processor(dialect, coltype)
+        assert exact is not None
+
+        def process(value: Any) -> float | None:
+            if value is None:
+                return None
+            kind = type(value)
+            if kind is float:
+                # SQLite's REAL: the exact processor keeps "%.2f" % value; round() is the same
+                # correctly rounded decimal, as a float.
+                return round(float(value), 2)
+            if kind is int:  # SQLite stores whole amounts as INTEGER
+                return float(value)
+            if kind is Decimal:  # PostgreSQL's NUMERIC(12, 2)
+                return float(Decimal(value).quantize(CENT))
+            amount: Decimal = exact(value)
+            return float(amount)
+
+        return process
 
 
 MARKUP_PLACES = Decimal("0.000001")

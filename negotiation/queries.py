@@ -139,7 +139,8 @@ _FILTERS: dict[str, ColumnElement[bool]] = {
 def _rounds_page(present: tuple[str, ...]) -> HotStatement:
     """A page of rounds under the ``present`` filters, oldest first, built once per shape.
 
-    These run on every listing and query request: hot statements (negotiation.db.statements).
+    These run on every listing and query request: hot statements (negotiation.db.statements),
+    their rows made for JSON responses (money as numbers).
     """
     conditions = [_FILTERS[name] for name in present]
     query = (
@@ -148,7 +149,7 @@ def _rounds_page(present: tuple[str, ...]) -> HotStatement:
         .where(and_(True, *conditions))
         .order_by(rounds.c.id)
     )
-    return HotStatement(query.limit(bindparam("b_limit")))
+    return HotStatement(query.limit(bindparam("b_limit")), json=True)
 
 
 def _page(conn: Conn, limit: int, **filters: Any) -> Sequence[Any]:
@@ -209,9 +210,10 @@ def _shared_pages(
         profiles.c.version == page_rounds.c.profile_version,
     )
     return HotStatement(
+        json=True,
         postgresql=select(pages.c.page, page_rounds, ROUND_COLUMNS[-1])
         .select_from(pages.join(page_rounds, true()).outerjoin(profiles, version))
-        .order_by(pages.c.page, page_rounds.c.id)
+        .order_by(pages.c.page, page_rounds.c.id),
     )
 
 

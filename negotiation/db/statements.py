@@ -77,9 +77,11 @@ def _row_class(keys: list[str]) -> Any:
 class _Compiled:
     """One statement's SQL and processors for one dialect."""
 
-    __slots__ = ("binds", "columns", "dialect", "results", "returns_rows", "row", "sql")
+    __slots__ = ("binds", "columns", "dialect", "json", "results", "returns_rows", "row", "sql")
 
-    def __init__(self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None) -> None:
+    def __init__(
+        self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None, json: bool
+    ) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
         if (
             not compiled.positional
@@ -90,6 +92,7 @@ class _Compiled:
             # Expanding parameters and Python-side column defaults need SQLAlchemy's execution.
             raise ValueError(f"not a fixed-shape statement for {dialect.name}: {statement}")
         self.dialect = dialect
+        self.json = json
         self.sql: str = compiled.string
         #: (name, value when not given, processor): a literal's own value; NULL otherwise.
         self.binds: list[tuple[str, Any, _Processor | None]] = []
@@ -118,7 +121,8 @@ class _Compiled:
             found = []
             for index, (column, code) in enumerate(zip(self.columns, codes, strict=True)):
                 impl = column.type.dialect_impl(self.dialect)
-                process = impl.result_processor(self.dialect, code)
+                as_json = getattr(impl, "json_result_processor", None) if self.json else None
+                process = (as_json or impl.result_processor)(self.dialect, code)
                 if process is not None:
                     found.append((index, process))
             self.results[codes] = found
@@ -137,17 +141,25 @@ class HotStatement:
     read modes).
     ``before_cursor_execute`` listeners on the connection are called (with no execution
     context), so statement logs and the query-plan tests see these statements too.
+
+    With ``json``, for rows that go straight into a JSON response (the round listings), a
+    column whose type has a ``json_result_processor`` gets the value the response needs
+    through it instead (money as the float of the exact amount, see
+    :class:`negotiation.models.Money`): no ``Decimal`` made per amount only to become a
+    number again.
     """
 
-    __slots__ = ("_by_dialect", "_column_keys", "_statements")
+    __slots__ = ("_by_dialect", "_column_keys", "_statements", "json")
 
     def __init__(
         self,
         statement: Executable | None = None,
         *,
         column_keys: Sequence[str] | None = None,
+        json: bool = False,
         **per_dialect: Executable,
     ) -> None:
+        self.json = json
         self._statements = dict(per_dialect)
         if statement is not None:
             self._statements["*"] = statement
@@ -160,7 +172,7 @@ class HotStatement:
             statement = self._statements.get(dialect.name, self._statements.get("*"))
             if statement is None:
                 raise ValueError(f"no statement for {dialect.name}")
-            compiled = _Compiled(statement, dialect, self._column_keys)
+            compiled = _Compiled(statement, dialect, self._column_keys, self.json)
             self._by_dialect[dialect.name] = compiled
         return compiled
 
