@@ -331,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.pgbench:
         import pgbench_compare
 
-        report = pgbench_compare.run(args, database_url(args, "postgresql"), machine, wrk)
+        url = database_url(args, "postgresql", suffix="_pgbench")
+        report = pgbench_compare.run(args, url, machine, wrk)
         pgbench_compare.print_summary(report)
     else:
         started = time.monotonic()
