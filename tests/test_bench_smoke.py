@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests import dbutil
 
@@ -77,3 +79,71 @@ def test_copy_benchmark_runs(postgres_url: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^negotiations +3,000 ", result.stdout, re.MULTILINE), result.stdout
     assert "run 1: " in result.stdout and "peak" in result.stdout
+
+
+def _run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(BENCH), "--rounds", "3000", "--duration", "1", "--repeat", "1"]
+    command += ["--warmup", "0", "--connections", "8", *arguments]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if result.returncode == EXIT_NO_WRK and not os.environ.get("CI"):
+        pytest.skip(f"the benchmark needs wrk: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.mark.slow
+def test_peer_comparison_reports_both_sides_and_their_ratios(tmp_path: Path) -> None:
+    report_path = tmp_path / "peer.json"
+    result = _run_bench(
+        "--peer", "--sqlite-path", str(tmp_path / "bench.db"), "--json", str(report_path)
+    )
+    report = json.loads(report_path.read_text())
+    assert report["kind"] == "peer" and report["settings"]["workers"] == 1
+    for side in ("service", "peer"):
+        assert set(report["runs"][side]) == {"record", "overlap", "session"}, side
+        for name, (run,) in report["runs"][side].items():
+            assert run["requests"] > 0 and run["rps"] > 0, (side, name)
+            if name != "session":
+                assert run["rounds_stored"] > 0 and run["rounds_per_s"] > 0, (side, name)
+    service = report["median"]["service"]
+    assert all(m["errors"] == 0 and m["duplicated_rounds"] == 0 for m in service.values())
+    assert report["checks"]["service"]["duplicated_round_numbers"] == 0
+    assert all(r["throughput"] and r["throughput"] > 0 for r in report["ratios"].values())
+    assert "Targets (issue 22)" in result.stdout and "[peer   ] overlap" in result.stdout
+
+
+@pytest.mark.slow
+def test_inprocess_baseline_answers_the_same_json(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "scripts.bench.inprocess", "--scenario", "session"]
+    command += ["--baseline", "--requests", "30", "--runs", "1", "--rounds", "600"]
+    command += ["--db-url", f"sqlite:///{tmp_path / 'inprocess.db'}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no-DB handler run 1: " in result.stdout and "statuses {200: 30}" in result.stdout
+    assert "the same JSON (identical bytes)" in result.stdout, result.stdout
+    ratio = result.stdout.splitlines()[-1]
+    assert ratio.startswith("session / no-DB handler: ") and float(ratio.split()[4][:-1]) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_pgbench_comparison_runs_the_captured_round(postgres_url: str, tmp_path: Path) -> None:
+    if shutil.which("pgbench") is None and not os.environ.get("CI"):
+        pytest.skip("pgbench is not installed (PostgreSQL's packages)")
+    server = dbutil.postgres_server_url()
+    assert server is not None
+    base = make_url(server).set(database=dbutil.database_name("bench")).render_as_string(False)
+    report_path = tmp_path / "pgbench.json"
+    try:
+        result = _run_bench("--pgbench", "--postgres-url", base, "--json", str(report_path))
+    finally:
+        dbutil.drop_postgres_database(server, dbutil.database_name("bench") + "_pgbench")
+    report = json.loads(report_path.read_text())
+    for side in ("service", "pgbench"):
+        (run,) = report["runs"][side]
+        assert run["rounds_stored"] > 0 and run["rounds_per_s"] > 0, (side, run)
+    (pgbench,) = report["runs"]["pgbench"]
+    # Every pgbench transaction recorded its round: the captured write's guards held.
+    assert pgbench["failed"] == 0 and pgbench["rounds_stored"] == pgbench["transactions"]
+    assert report["duplicated_round_numbers"] == 0 and report["ratio"] > 0
+    assert "\\gset ctx_" in report["script"] and "service / pgbench" in result.stdout

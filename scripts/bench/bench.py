@@ -29,7 +29,7 @@ import dataset
 import loadgen
 import pyspy
 import server
-from scenarios import SCENARIOS
+from scenarios import DEFAULT_SCENARIOS, SCENARIOS
 from sqlalchemy.engine import make_url
 
 ROOT = dataset.ROOT
@@ -72,6 +72,58 @@ def machine_info(pg_url: str | None, wrk: str) -> dict[str, Any]:
     return info
 
 
+def measure(
+    srv: server.Server,
+    kind: str,
+    name: str,
+    data: dataset.Dataset,
+    duration: float,
+    args: argparse.Namespace,
+    wrk: str,
+    workdir: Path,
+    profiled: bool = False,
+) -> dict[str, Any]:
+    """One wrk run of scenario ``name`` against ``srv``: wrk's figures, CPU per request, RSS."""
+    scenario = SCENARIOS[name]
+    wrk_args = scenario.wrk_args(data, duration=duration, threads=args.threads, workdir=workdir)
+    spy = None
+    if profiled:
+        raw = RESULTS / f"profile-{kind}-{name}-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+        spy = pyspy.start(srv.process.pid, duration, raw)
+        time.sleep(0.5)  # let py-spy attach before the load starts
+    t0, cpu0 = time.monotonic(), srv.sampler.cpu_seconds()
+    machine0, pg0 = server.machine_cpu_seconds(), server.postgres_cpu_seconds()
+    result = loadgen.run_wrk(
+        wrk,
+        srv.base_url,
+        scenario.script,
+        wrk_args,
+        api_key=srv.api_key,
+        connections=args.connections,
+        duration=duration,
+        threads=args.threads,
+    )
+    cpu = srv.sampler.cpu_seconds() - cpu0
+    machine = server.machine_cpu_seconds() - machine0
+    pg1 = server.postgres_cpu_seconds()
+    pg = None if kind != "postgresql" or pg0 is None or pg1 is None else pg1 - pg0
+    rss_worker, rss_total = srv.sampler.peak_mb(t0, time.monotonic())
+    if spy is not None:
+        spy.communicate()
+        print(f"[{kind}] profile of {name} ({raw}):\n{pyspy.summarize(raw)}", flush=True)
+    per_request = 1000 / max(result.requests, 1)
+    return result.as_dict() | {
+        # Server CPU per request: steadier than req/s when the machine is shared.
+        "cpu_ms_per_request": round(cpu * per_request, 3),
+        # Every core's busy time (server, database, wrk, kernel) and PostgreSQL's own
+        # processes' (when it runs here): where the rest of the machine went.
+        "machine_cpu_ms_per_request": round(machine * per_request, 3),
+        "db_cpu_ms_per_request": None if pg is None else round(pg * per_request, 3),
+        "rss_mb": round(rss_worker, 1),
+        "rss_total_mb": round(rss_total, 1),
+    }
+
+
 def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> dict[str, Any]:
     """Seed one database, serve it, run every scenario ``--repeat`` times (interleaved)."""
     started = time.monotonic()
@@ -89,46 +141,7 @@ def bench_database(args: argparse.Namespace, kind: str, url: str, wrk: str) -> d
     ):
 
         def load(name: str, duration: float, *, profiled: bool = False) -> dict[str, Any]:
-            scenario = SCENARIOS[name]
-            wrk_args = scenario.wrk_args(
-                data, duration=duration, threads=args.threads, workdir=Path(work)
-            )
-            spy = None
-            if profiled:
-                raw = RESULTS / f"profile-{kind}-{name}-{time.strftime('%Y%m%d-%H%M%S')}.txt"
-                spy = pyspy.start(srv.process.pid, duration, raw)
-                time.sleep(0.5)  # let py-spy attach before the load starts
-            t0, cpu0 = time.monotonic(), srv.sampler.cpu_seconds()
-            machine0, pg0 = server.machine_cpu_seconds(), server.postgres_cpu_seconds()
-            result = loadgen.run_wrk(
-                wrk,
-                srv.base_url,
-                scenario.script,
-                wrk_args,
-                api_key=srv.api_key,
-                connections=args.connections,
-                duration=duration,
-                threads=args.threads,
-            )
-            cpu = srv.sampler.cpu_seconds() - cpu0
-            machine = server.machine_cpu_seconds() - machine0
-            pg1 = server.postgres_cpu_seconds()
-            pg = None if kind == "sqlite" or pg0 is None or pg1 is None else pg1 - pg0
-            rss_worker, rss_total = srv.sampler.peak_mb(t0, time.monotonic())
-            if spy is not None:
-                spy.communicate()
-                print(f"[{kind}] profile of {name} ({raw}):\n{pyspy.summarize(raw)}", flush=True)
-            per_request = 1000 / max(result.requests, 1)
-            return result.as_dict() | {
-                # Server CPU per request: steadier than req/s when the machine is shared.
-                "cpu_ms_per_request": round(cpu * per_request, 3),
-                # Every core's busy time (server, database, wrk, kernel) and PostgreSQL's own
-                # processes' (when it runs here): where the rest of the machine went.
-                "machine_cpu_ms_per_request": round(machine * per_request, 3),
-                "db_cpu_ms_per_request": None if pg is None else round(pg * per_request, 3),
-                "rss_mb": round(rss_worker, 1),
-                "rss_total_mb": round(rss_total, 1),
-            }
+            return measure(srv, kind, name, data, duration, args, wrk, Path(work), profiled)
 
         if args.warmup > 0:
             load("mix", args.warmup)
@@ -222,7 +235,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG))
     p.add_argument("--sqlite-path", type=Path, default=RESULTS / "db" / "bench.db")
     p.add_argument("--rounds", type=int, default=100_000, help="rounds seeded before the runs")
-    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    p.add_argument(
+        "--scenarios",
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (default: all but overlap; "
+        "--peer: record, overlap, session)",
+    )
     p.add_argument("--duration", type=float, default=10, help="seconds per run")
     p.add_argument("--warmup", type=float, default=3, help="seconds of mixed load before runs")
     p.add_argument("--repeat", type=int, default=3, help="runs per scenario (median reported)")
@@ -231,8 +248,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="server worker processes (default: one per CPU, as in production)",
+        help="server worker processes (default: one per CPU, as in production; --peer: 1)",
     )
     p.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra server setting"
@@ -247,11 +263,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     p.add_argument("--scaling", action="store_true", help="run the table-size study instead")
     p.add_argument(
+        "--peer",
+        action="store_true",
+        help="the service as ./scripts/serve starts it (SQLite) against the FastAPI peer, "
+        "interleaved (peer_compare.py)",
+    )
+    p.add_argument(
+        "--pgbench",
+        action="store_true",
+        help="PostgreSQL recording against pgbench running its statements (pgbench_compare.py)",
+    )
+    p.add_argument(
         "--sizes", default="10000,1000000,10000000", help="scaling: rounds per table size"
     )
     args = p.parse_args(argv)
     args.db = [d.strip() for d in args.db.split(",") if d.strip()]
-    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    default = ("record", "overlap", "session") if args.peer else DEFAULT_SCENARIOS
+    args.scenarios = [s.strip() for s in (args.scenarios or ",".join(default)).split(",")]
+    args.scenarios = [s for s in args.scenarios if s]
+    if args.workers is None:
+        args.workers = 1 if args.peer else os.cpu_count() or 1
     unknown = [s for s in args.scenarios if s not in SCENARIOS] + [
         d for d in args.db if d not in ("sqlite", "postgresql")
     ]
@@ -283,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     except loadgen.WrkMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_WRK
-    pg = database_url(args, "postgresql") if "postgresql" in args.db else None
+    use_pg = args.pgbench or ("postgresql" in args.db and not args.peer)
+    pg = database_url(args, "postgresql") if use_pg else None
     machine = machine_info(pg, wrk)
     if args.scaling:
         import scaling
@@ -291,6 +323,17 @@ def main(argv: list[str] | None = None) -> int:
         urls = {k: database_url(args, k, suffix="_scale") for k in args.db}
         report = scaling.run(args, urls, machine, wrk)
         scaling.print_summary(report)
+    elif args.peer:
+        import peer_compare
+
+        report = peer_compare.run(args, machine, wrk)
+        peer_compare.print_summary(report)
+    elif args.pgbench:
+        import pgbench_compare
+
+        url = database_url(args, "postgresql", suffix="_pgbench")
+        report = pgbench_compare.run(args, url, machine, wrk)
+        pgbench_compare.print_summary(report)
     else:
         started = time.monotonic()
         report = {
@@ -312,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         db["database"]
         for db in report.get("databases", [])
         if db["checks"]["duplicated_round_numbers"] or db["checks"]["rounds_past_limit"]
-    ]
+    ] + report.get("failed", [])
     return 1 if failed else 0
 
 

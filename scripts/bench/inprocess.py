@@ -4,9 +4,13 @@ The HTTP benchmark (bench.py) measures the service as users run it; this isolate
 application's own cost (Litestar, the service, SQLAlchemy, the driver) from the server's and
 wrk's, one request at a time, so a change to the request path shows up in the figure even on a
 noisy machine. With ``--profile`` (pyinstrument, not a dependency: ``.venv/bin/pip install
-pyinstrument``) it prints where that time goes.
+pyinstrument``) it prints where that time goes. With ``--baseline`` (reads only) every run is
+followed by one of a minimal Litestar app with no database and no middleware whose handler
+returns the same JSON (the service's answers, captured first), and the ratio of the medians is
+printed: what the service costs over its framework's floor.
 
     .venv/bin/python -m scripts.bench.inprocess --scenario session --requests 3000 --runs 3
+    .venv/bin/python -m scripts.bench.inprocess --scenario session --baseline
     .venv/bin/python -m scripts.bench.inprocess --scenario record --db-url postgresql://...
 """
 
@@ -133,6 +137,50 @@ async def _measure(
     return (time.process_time() - cpu) / count, (time.perf_counter() - wall) / count, statuses
 
 
+#: Answers captured for the no-database app (requests beyond them reuse them in turn).
+CAPTURED = 1000
+
+
+def nodb_app(bodies: dict[tuple[Any, ...], Any]) -> Any:
+    """A Litestar app with no database and no middleware answering the service's read paths
+    with the JSON the service gave for them (``bodies``: decoded, so it is encoded per request)."""
+    from litestar import Litestar, get
+
+    @get("/api/negotiations/session/{session_id:str}")
+    async def session_rounds(session_id: str) -> list[dict[str, Any]]:
+        return bodies["session", session_id]  # type: ignore[no-any-return]
+
+    @get("/api/calls/{call_id:int}/negotiations")
+    async def call_rounds(call_id: int, session_id: str | None = None) -> list[dict[str, Any]]:
+        return bodies["call", call_id, session_id]  # type: ignore[no-any-return]
+
+    return Litestar([session_rounds, call_rounds], openapi_config=None, logging_config=None)
+
+
+async def _baseline(
+    driver: Driver, make: Callable[[int], Request], count: int
+) -> tuple[Driver, Callable[[int], Request], bool]:
+    """The no-database app's driver and requests, with the service's answers to ``count``
+    requests, and whether it answers the first one with the same bytes."""
+    bodies: dict[tuple[Any, ...], Any] = {}
+    first = b""
+    for i in range(count):
+        _method, path, query, _body = make(i)
+        status, body = await driver(make(i))
+        assert status == 200, (status, body)
+        first = first or body
+        parts = path.strip("/").split("/")
+        if parts[1] == "negotiations":
+            key: tuple[Any, ...] = ("session", parts[3])
+        else:
+            key = ("call", int(parts[2]), query.decode().partition("=")[2] or None)
+        bodies[key] = json.loads(body)
+    nodb = Driver(nodb_app(bodies))
+    await nodb.startup()
+    same = (await nodb(make(0)))[1] == first
+    return nodb, lambda i: make(i % count), same
+
+
 async def run(args: argparse.Namespace, app: Any, data: dataset.Dataset, log: Any) -> int:
     """Warm up, then ``--runs`` runs of ``--requests`` requests; 1 if any was refused."""
     driver = Driver(app)
@@ -143,7 +191,10 @@ async def run(args: argparse.Namespace, app: Any, data: dataset.Dataset, log: An
     total = args.requests * (args.runs + 1)
     make = await _requests(args.scenario, data, total)
     await _measure(driver, make, 0, args.requests)  # warm-up
-    cpu_ms = []
+    if args.baseline:
+        nodb, nodb_make, same = await _baseline(driver, make, min(args.requests, CAPTURED))
+        await _measure(nodb, nodb_make, 0, args.requests)  # its warm-up
+    cpu_ms, nodb_ms = [], []
     for n in range(1, args.runs + 1):
         if args.profile and n == args.runs:
             from pyinstrument import Profiler
@@ -159,10 +210,29 @@ async def run(args: argparse.Namespace, app: Any, data: dataset.Dataset, log: An
         )
         if any(s >= 400 for s in statuses):
             return 1
+        if args.baseline:
+            cpu, wall, statuses = await _measure(nodb, nodb_make, n * args.requests, args.requests)
+            nodb_ms.append(cpu * 1000)
+            print(
+                f"no-DB handler run {n}: {cpu * 1000:.3f} ms CPU/request "
+                f"({wall * 1000:.3f} ms wall), statuses {statuses}",
+                flush=True,
+            )
     if args.profile:
         profiler.stop()
         print(profiler.output_text(unicode=False, color=False))
     print(f"{args.scenario}: median {statistics.median(cpu_ms):.3f} ms CPU/request")
+    if args.baseline:
+        await nodb.shutdown()
+        floor = statistics.median(nodb_ms)
+        print(
+            f"no-DB Litestar handler, the same JSON ({'identical bytes' if same else 'DIFFERS'}): "
+            f"median {floor:.3f} ms CPU/request"
+        )
+        print(
+            f"{args.scenario} / no-DB handler: "
+            f"{statistics.median(cpu_ms) / floor:.2f}x (issue 22's target: <= 3x)"
+        )
     await driver.shutdown()
     return 0
 
@@ -179,7 +249,14 @@ def main() -> None:
         help="database to create, migrate and seed (dropped first)",
     )
     p.add_argument("--profile", action="store_true", help="pyinstrument over the last run")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure a no-database Litestar handler returning the same JSON (reads only)",
+    )
     args = p.parse_args()
+    if args.baseline and args.scenario == "record":
+        p.error("--baseline compares reads: use --scenario session or call")
     os.environ.update(
         NEGOTIATION_ENV="production",
         NEGOTIATION_API_KEYS=API_KEY,

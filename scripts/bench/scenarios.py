@@ -46,6 +46,8 @@ class Scenario:
     writes: float
     #: Builders of read paths; several are mixed evenly.
     reads: tuple[Callable[[Dataset, random.Random], str], ...] = ()
+    #: Calls a wrk thread offers to in turn: 1 sends a call's three offers back to back.
+    window: int = RECORD_WINDOW
 
     def wrk_args(self, data: Dataset, *, duration: float, threads: int, workdir: Path) -> list[str]:
         """The wrk script and its arguments (writing a paths file and adding calls as needed)."""
@@ -57,9 +59,9 @@ class Scenario:
             path.write_text("\n".join(paths) + "\n")
             args.append(str(path))
         if self.writes:
-            calls = int(RATE_CEILING * self.writes * duration / 3 / threads) + RECORD_WINDOW
+            calls = int(RATE_CEILING * self.writes * duration / 3 / threads) + self.window
             first = add_fresh_calls(data.url, calls * threads)
-            args += [str(first), str(calls), str(RECORD_WINDOW)]
+            args += [str(first), str(calls), str(self.window)]
         if self.reads and self.writes:
             args.append(str(self.writes))
         return args
@@ -104,5 +106,15 @@ SCENARIOS = {
             writes=0.3,
             reads=(session_path, call_path, query_path),
         ),
+        Scenario(
+            "overlap",
+            "as record, but a call's three offers are sent back to back, so they overlap on "
+            "different connections (a voice platform retrying on a timeout)",
+            writes=1.0,
+            window=1,
+        ),
     )
 }
+#: What ``scripts/bench/run`` runs unless ``--scenarios`` says otherwise (``overlap`` is asked
+#: for by name, and run by ``--peer``).
+DEFAULT_SCENARIOS = ("record", "session", "call", "query", "mix")

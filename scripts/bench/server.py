@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PORTS = range(8100, 8200)
+HERE = Path(__file__).resolve().parent
 
 
 def free_port() -> int:
@@ -192,6 +193,27 @@ def serve(
     }
     command = [str(Path(sys.executable).with_name("negotiation")), "serve"]
     command += ["--workers", str(workers)]
+    with run_server(command, env, port, api_key) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_peer(database_url: str) -> Iterator[Server]:
+    """Run the FastAPI peer (``peer/app.py``) under uvicorn, one worker, until the block ends."""
+    port = free_port()
+    api_key = secrets.token_urlsafe(24)
+    env = {**os.environ, "PEER_DATABASE_URL": database_url, "PEER_API_KEY": api_key}
+    command = [sys.executable, "-m", "uvicorn", "peer.app:app", "--app-dir", str(HERE)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with run_server(command, env, port, api_key) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_server(
+    command: list[str], env: dict[str, str], port: int, api_key: str
+) -> Iterator[Server]:
+    """Start ``command`` (a server listening on ``port``), wait for ``/health``, sample it."""
     log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
     # The access log (one JSON line per request) goes to a file, as it would under a supervisor.
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -1,0 +1,1 @@
+"""A peer for the benchmark: the two hot operations built the way the original system was."""
