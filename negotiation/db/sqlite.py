@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from negotiation.db.engines import sqlite_engine
-from negotiation.db.errors import invalidating
+from negotiation.db.errors import invalidating, is_unreachable
 from negotiation.db.sqlite_writer import GroupCommit, writer_lock_path
 from negotiation.db.statements import DriverConnection
 from negotiation.settings import Settings
@@ -43,6 +44,7 @@ class SQLiteBackend:
         self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._group_commit = GroupCommit(self._writer, self._write_executor, writer_lock_path(url))
         self._loop_reader: Connection | None = None
+        self._loop_driver: DriverConnection | None = None
 
     async def read(self, fn: Callable[..., T], args: Args, kwargs: Kwargs) -> T:
         """A reader thread, in one transaction (a WAL snapshot from its first read)."""
@@ -81,21 +83,28 @@ class SQLiteBackend:
         # completion, so they never share it concurrently. A checkout and return per read cost
         # a tenth of a session read. No transaction is begun by the hot ones; one that a
         # statement began implicitly is ended here, so no snapshot is held between reads.
-        conn = self._loop_reader
-        if conn is None or conn.closed:
+        conn, driver = self._loop_reader, self._loop_driver
+        if conn is None or driver is None:
             conn = self._loop_reader = self._reader.connect()
+            driver = self._loop_driver = DriverConnection(conn.connection, self._reader)
         try:
-            with invalidating(conn):
-                on = DriverConnection(conn.connection, self._reader) if hot else conn
-                return fn(on, *args, **kwargs)
+            return fn(driver if hot else conn, *args, **kwargs)
+        except DBAPIError as exc:
+            if is_unreachable(exc):  # after an I/O error the next read opens the file anew
+                self._loop_reader = self._loop_driver = None
+                conn.invalidate()
+            raise
         finally:
             if conn.in_transaction():
                 conn.rollback()
+            if self._loop_reader is not conn:
+                conn.close()
 
     async def dispose(self) -> None:
         """Close every connection and worker thread (running writes have finished)."""
         if self._loop_reader is not None:
             self._loop_reader.close()
+            self._loop_reader = self._loop_driver = None
         for engine in (self._reader, self._writer):
             engine.dispose()
         for executor in (self._read_executor, self._write_executor):

@@ -77,7 +77,17 @@ def _row_class(keys: list[str]) -> Any:
 class _Compiled:
     """One statement's SQL and processors for one dialect."""
 
-    __slots__ = ("binds", "columns", "dialect", "json", "results", "returns_rows", "row", "sql")
+    __slots__ = (
+        "binds",
+        "columns",
+        "dialect",
+        "json",
+        "results",
+        "returns_rows",
+        "row",
+        "sql",
+        "untyped",
+    )
 
     def __init__(
         self, statement: Any, dialect: Dialect, column_keys: Sequence[str] | None, json: bool
@@ -106,6 +116,8 @@ class _Compiled:
         self.row: Any = _row_class([c.key for c in self.columns])
         #: Result processors by the cursor's column type codes (PostgreSQL's depend on them).
         self.results: dict[tuple[Any, ...], list[tuple[int, _Processor]]] = {}
+        #: The processors when the cursor gives no type codes (SQLite's): the same every time.
+        self.untyped: list[tuple[int, _Processor]] | None = None
 
     def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         values = []
@@ -115,6 +127,8 @@ class _Compiled:
         return tuple(values)
 
     def processors(self, description: Any) -> list[tuple[int, _Processor]]:
+        if self.untyped is not None:
+            return self.untyped
         codes = tuple(d[1] for d in description)
         found = self.results.get(codes)
         if found is None:
@@ -126,6 +140,8 @@ class _Compiled:
                 if process is not None:
                     found.append((index, process))
             self.results[codes] = found
+            if not any(codes):
+                self.untyped = found
         return found
 
 
