@@ -220,7 +220,11 @@ async def run(args: argparse.Namespace, app: Any, data: dataset.Dataset, log: An
             )
     if args.profile:
         profiler.stop()
-        print(profiler.output_text(unicode=False, color=False, show_all=bool(os.environ.get("PROFILE_ALL"))))
+        print(
+            profiler.output_text(
+                unicode=False, color=False, show_all=bool(os.environ.get("PROFILE_ALL"))
+            )
+        )
     print(f"{args.scenario}: median {statistics.median(cpu_ms):.3f} ms CPU/request")
     if args.baseline:
         await nodb.shutdown()
