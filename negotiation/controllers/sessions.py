@@ -11,6 +11,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from negotiation.controllers.params import Ctx, Cursor, Limit, SessionIdPath
 from negotiation.errors import not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
+from negotiation.openapi import error_responses
 from negotiation.schemas import (
     Page,
     SessionClosed,
@@ -40,7 +41,11 @@ class SessionController(Controller):
     path = "/sessions"
     tags = ["sessions"]
 
-    @post(operation_id="createSession", summary="Start a session under your own id or a new one")
+    @post(
+        operation_id="createSession",
+        summary="Start a session under your own id or a new one",
+        responses=error_responses(409),
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
