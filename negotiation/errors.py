@@ -15,6 +15,8 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from litestar.handlers import BaseRouteHandler
+from litestar.params import ParameterKwarg
 from litestar.serialization import encode_json
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
@@ -34,8 +36,8 @@ from litestar.types import (
 )
 
 from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable, InvalidData
-from negotiation.ids import validate_session_id
-from negotiation.messages import shorten, validation_failures
+from negotiation.ids import SESSION_ID_REGEX, validate_session_id
+from negotiation.messages import Failure, shorten, validation_failures
 from negotiation.metrics import DB_BUSY, DB_UNAVAILABLE
 from negotiation.middleware import session_in_path
 
@@ -149,8 +151,30 @@ def _validation_error(
 ) -> Response[dict[str, Any]]:
     handler = request.scope.get("route_handler")
     failures = validation_failures(exc, handler) if isinstance(exc, ValidationException) else []
+    if ids := [f for f in failures if f["source"] != "body" and _is_session_id(handler, f["key"])]:
+        # With other refused parameters, those are the answer: as when handlers checked the id.
+        failures = [f for f in failures if f not in ids]
+        if not failures:
+            return handle_api_error(request, invalid_session_id(_refused(request, ids[0])))
     message = failures[0]["message"] if failures else "The request is not valid."
     return _respond(request, 422, "VALIDATION_ERROR", message, failures or None)
+
+
+def _is_session_id(handler: BaseRouteHandler | None, key: str) -> bool:
+    """True for a path or query parameter typed as a session id
+    (:data:`negotiation.controllers.params.SessionId`): its refusal is ``INVALID_SESSION_ID``."""
+    field = handler.parsed_fn_signature.parameters.get(key) if handler is not None else None
+    kwarg = field.kwarg_definition if field is not None else None
+    return isinstance(kwarg, ParameterKwarg) and kwarg.pattern == SESSION_ID_REGEX
+
+
+def _refused(request: Request[Any, Any, Any], failure: Failure) -> str:
+    """The value Litestar refused: the path's, or the query's (its last one, as Litestar reads)."""
+    key = failure["key"]
+    if failure["source"] == "path":
+        return str(request.path_params.get(key, ""))
+    values = request.query_params.getall(key, [])
+    return str(values[-1]) if values else ""
 
 
 _HTTP_CODES = {

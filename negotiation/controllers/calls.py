@@ -118,7 +118,6 @@ class CallController(Controller):
         limit: Limit = MAX_LIMIT,
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
-        check_session_id(session_id)
         rows = await ctx.db.read_shared(call_pages, (call_id, session_id, after_id, limit))
         if rows is None:
             raise not_found("CALL_NOT_FOUND", "Call", call_id)
