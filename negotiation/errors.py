@@ -39,7 +39,7 @@ from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import SESSION_ID_REGEX, validate_session_id
 from negotiation.messages import Failure, shorten, validation_failures
 from negotiation.metrics import DB_BUSY, DB_UNAVAILABLE
-from negotiation.middleware import session_in_path
+from negotiation.middleware import PATH_IDS_STATE
 
 logger = logging.getLogger("negotiation.errors")
 
@@ -205,7 +205,8 @@ def handle_http_exception(
     if status == HTTP_400_BAD_REQUEST and _is_json_error(exc):
         return _respond(request, 400, "INVALID_JSON", "The request body is not valid JSON.")
     if isinstance(exc, NotFoundException) and exc.detail in ("Not Found", "", None):
-        named = session_in_path(request.scope["path"])
+        # No route took the path: where the app's templates put a session id (PathIds).
+        named = request.scope.get("state", {}).get(PATH_IDS_STATE, {}).get("session_id")
         if named is not None and (named in (".", "..") or not validate_session_id(named)):
             # A session route whose id could not be a path segment, e.g. "../x" or "a b/c".
             return handle_api_error(request, invalid_session_id(named, "the URL"))
