@@ -150,3 +150,36 @@ def test_path_ids_are_read_where_the_templates_put_them() -> None:
     assert paths.named("/a/s.1/b/7/c/more") == {"session_id": "s.1", "call_id": "7"}
     assert paths.named("/a/s.1/other") == {"session_id": "s.1"}
     assert paths.named("/x/y") == paths.named("/a/") == paths.named("/ab/s") == {}
+
+
+# --- Errors decided by the data, declared in each route's decorator ---------------------------
+
+#: The operations whose decorator declares errors that no shape implies (a 409, a 410; a 404
+#: for a load or call named in the body).
+DATA_ERRORS = {
+    "createLoad": {409},
+    "releaseLoad": {409},
+    "createCall": {404, 409},
+    "recordRound": {409, 410},  # and 404, which its path's id implies too
+    "updateCall": {409},
+    "createSession": {409},
+    "createProfile": {409},
+}
+
+
+async def test_the_document_lists_each_operations_data_errors_in_the_error_envelope(
+    client: Client,
+) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    found: dict[str, set[int]] = {}
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            responses = operation["responses"]
+            # 409 and 410 follow from no shape, nor does a 404 on a path without an id.
+            data = {"409", "410"} | ({"404"} if "{" not in path else set())
+            if declared := {int(code) for code in responses if code in data}:
+                found[operation["operationId"]] = declared
+            for code in declared:
+                schema = responses[str(code)]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorEnvelope"}, (path, code)
+    assert found == DATA_ERRORS
