@@ -37,7 +37,7 @@ from negotiation.hardening import SecurityHeadersMiddleware, cors_config
 from negotiation.idempotency import IdempotencySettings
 from negotiation.logs import logging_config
 from negotiation.metrics import metrics
-from negotiation.middleware import RequestContextMiddleware
+from negotiation.middleware import PathIds, RequestContextMiddleware, route_ids
 from negotiation.openapi import DecimalAsNumber, ForbiddenExtraFields, document_errors
 from negotiation.profiles import record_standard_profile
 from negotiation.recording import PolicySettings
@@ -77,7 +77,8 @@ class NegotiationApp(Litestar):
     @cached_property
     def _request_context(self) -> RequestContextMiddleware:
         gate = ApiKeyGate(self._handle, lambda: self.state.settings)
-        return RequestContextMiddleware(SecurityHeadersMiddleware(gate))
+        paths = PathIds(route.path for route in self.routes)  # the routes at the first request
+        return RequestContextMiddleware(SecurityHeadersMiddleware(gate), paths)
 
 
 def create_app(
@@ -147,6 +148,8 @@ def create_app(
             }
         ),
         dependencies={"ctx": Provide(provide_context, sync_to_thread=False)},
+        # Runs once a route matched: the session and call ids from its path parameters.
+        middleware=[route_ids],
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=logging_config(settings.log_level),
         request_max_body_size=MAX_BODY_BYTES,

@@ -15,6 +15,8 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from litestar.handlers import BaseRouteHandler
+from litestar.params import ParameterKwarg
 from litestar.serialization import encode_json
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
@@ -34,10 +36,10 @@ from litestar.types import (
 )
 
 from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable, InvalidData
-from negotiation.ids import validate_session_id
-from negotiation.messages import shorten, validation_failures
+from negotiation.ids import SESSION_ID_REGEX, validate_session_id
+from negotiation.messages import Failure, shorten, validation_failures
 from negotiation.metrics import DB_BUSY, DB_UNAVAILABLE
-from negotiation.middleware import session_in_path
+from negotiation.middleware import PATH_IDS_STATE
 
 logger = logging.getLogger("negotiation.errors")
 
@@ -149,8 +151,30 @@ def _validation_error(
 ) -> Response[dict[str, Any]]:
     handler = request.scope.get("route_handler")
     failures = validation_failures(exc, handler) if isinstance(exc, ValidationException) else []
+    if ids := [f for f in failures if f["source"] != "body" and _is_session_id(handler, f["key"])]:
+        # With other refused parameters, those are the answer: as when handlers checked the id.
+        failures = [f for f in failures if f not in ids]
+        if not failures:
+            return handle_api_error(request, invalid_session_id(_refused(request, ids[0])))
     message = failures[0]["message"] if failures else "The request is not valid."
     return _respond(request, 422, "VALIDATION_ERROR", message, failures or None)
+
+
+def _is_session_id(handler: BaseRouteHandler | None, key: str) -> bool:
+    """True for a path or query parameter typed as a session id
+    (:data:`negotiation.controllers.params.SessionId`): its refusal is ``INVALID_SESSION_ID``."""
+    field = handler.parsed_fn_signature.parameters.get(key) if handler is not None else None
+    kwarg = field.kwarg_definition if field is not None else None
+    return isinstance(kwarg, ParameterKwarg) and kwarg.pattern == SESSION_ID_REGEX
+
+
+def _refused(request: Request[Any, Any, Any], failure: Failure) -> str:
+    """The value Litestar refused: the path's, or the query's (its last one, as Litestar reads)."""
+    key = failure["key"]
+    if failure["source"] == "path":
+        return str(request.path_params.get(key, ""))
+    values = request.query_params.getall(key, [])
+    return str(values[-1]) if values else ""
 
 
 _HTTP_CODES = {
@@ -181,7 +205,8 @@ def handle_http_exception(
     if status == HTTP_400_BAD_REQUEST and _is_json_error(exc):
         return _respond(request, 400, "INVALID_JSON", "The request body is not valid JSON.")
     if isinstance(exc, NotFoundException) and exc.detail in ("Not Found", "", None):
-        named = session_in_path(request.scope["path"])
+        # No route took the path: where the app's templates put a session id (PathIds).
+        named = request.scope.get("state", {}).get(PATH_IDS_STATE, {}).get("session_id")
         if named is not None and (named in (".", "..") or not validate_session_id(named)):
             # A session route whose id could not be a path segment, e.g. "../x" or "a b/c".
             return handle_api_error(request, invalid_session_id(named, "the URL"))

@@ -8,6 +8,11 @@ import secrets
 import uuid
 
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9_\-.:]{1,128}")
+MAX_SESSION_ID_LENGTH = 128
+#: The characters of the rule as a JSON Schema pattern, for parameter checks and the OpenAPI
+#: document (with ``min_length=1, max_length=MAX_SESSION_ID_LENGTH``). ``(?!\n)``: Python's
+#: ``$`` also matches before a final newline, JSON Schema's only at the end.
+SESSION_ID_REGEX = r"^[A-Za-z0-9_\-.:]+$(?!\n)"
 
 
 def generate_session_id(now: dt.datetime | None = None) -> str:

@@ -1,4 +1,11 @@
-"""Request ids, session id propagation and one JSON access-log line per request (pure ASGI)."""
+"""Request ids, session id propagation and one JSON access-log line per request (pure ASGI).
+
+The session and the call a request names are in its path (as the route Litestar matched parsed
+them), else in its query, else (the session) in its ``X-Session-ID`` header. No list of routes
+is kept here: a request that no route takes (refused before routing or by it) is read with the
+app's own route templates (:class:`PathIds`), and a matched route's parameters replace that
+reading (:func:`route_ids`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,13 +27,14 @@ from negotiation.metrics import observe_request
 access_log = logging.getLogger("negotiation.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
-_SESSION_IN_PATH = re.compile(
-    r"^/(?:api/sessions|api/negotiations/session|api/reports/sessions|ui/sessions)/([^/]+)"
-)
-_CALL_IN_PATH = re.compile(r"^/api/calls/([^/]+)(?:/|$)")
 _CALL_ID = re.compile(r"\d{1,18}")
 #: Request state key of the raw ``X-Session-ID`` header (None when absent), for its checks.
 SESSION_HEADER_STATE = "session_header"
+#: Request state key of the ids the path names where a route template of the app puts them
+#: (:meth:`PathIds.named`, not validated), read before routing.
+PATH_IDS_STATE = "path_ids"
+#: The path parameters a request is noted by: the session and the call it is about.
+NOTED = ("session_id", "call_id")
 
 
 def _query_value(scope: Scope, name: str) -> str | None:
@@ -36,10 +45,42 @@ def _query_value(scope: Scope, name: str) -> str | None:
     return values[0] if values else None
 
 
-def session_in_path(path: str) -> str | None:
-    """The path segment that names a session on a session route (not validated)."""
-    match = _SESSION_IN_PATH.match(path)
-    return match.group(1) if match else None
+def _noted_name(segment: str) -> str | None:
+    """``session_id`` for the template segment ``{session_id:str}``; None for any other."""
+    name = segment[1:].split(":")[0].rstrip("}") if segment.startswith("{") else None
+    return name if name in NOTED else None
+
+
+def _segment_pattern(segment: str) -> str:
+    """A template segment as a regex: a noted id is captured, a fixed segment must match."""
+    if (name := _noted_name(segment)) is not None:
+        return f"(?P<{name}>[^/]+)"
+    return "[^/]+" if segment.startswith("{") else re.escape(segment)
+
+
+class PathIds:
+    """Where the app's route templates put a session or a call id, read from its routes once.
+
+    For requests no route takes: a ``/api/sessions/x/nope`` (404) or a request without a key
+    (401, answered before routing) is still noted with session ``x``.
+    """
+
+    def __init__(self, templates: Iterable[str]) -> None:
+        shapes = set()
+        for template in templates:
+            segments = template.split("/")
+            named = [i for i, s in enumerate(segments) if _noted_name(s) is not None]
+            if named:  # up to its last id: the path may go on (/api/calls/7/negotiate)
+                shapes.add("/".join(_segment_pattern(s) for s in segments[: named[-1] + 1]))
+        self._patterns = [re.compile(shape) for shape in sorted(shapes, key=len, reverse=True)]
+
+    def named(self, path: str) -> dict[str, str]:
+        """The ids ``path`` names where a template puts them (not validated), e.g.
+        ``{"session_id": "x"}`` for ``/api/sessions/x``."""
+        for pattern in self._patterns:
+            if match := pattern.match(path):
+                return match.groupdict()
+        return {}
 
 
 def usable_session_id(session_id: str | None) -> bool:
@@ -47,19 +88,42 @@ def usable_session_id(session_id: str | None) -> bool:
     return validate_session_id(session_id) and session_id not in (".", "..")
 
 
-def _named_session(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
-    if (in_path := session_in_path(scope["path"])) is not None:
-        return in_path
-    if (value := _query_value(scope, "session_id")) is not None:
-        return value
-    header = headers.get(b"x-session-id")
-    return header.decode("latin-1") if header else None
+def _call_id(value: object) -> int | None:
+    if isinstance(value, int):
+        return value if 0 <= value < 10**18 else None
+    return int(value) if isinstance(value, str) and _CALL_ID.fullmatch(value) else None
 
 
-def _named_call(scope: Scope) -> int | None:
-    match = _CALL_IN_PATH.match(scope["path"])
-    value = match.group(1) if match else _query_value(scope, "call_id")
-    return int(value) if value is not None and _CALL_ID.fullmatch(value) else None
+def note_ids(scope: Scope, in_path: Mapping[str, Any]) -> None:
+    """Note in the request state the session and the call the request names: ``in_path``,
+    else in its query, else (the session) in its ``X-Session-ID`` header. A session id that
+    is not usable is noted as None, so it is never echoed."""
+    state = scope["state"]
+    session_id = in_path.get("session_id")
+    if session_id is None:
+        session_id = _query_value(scope, "session_id")
+    if session_id is None:
+        session_id = state.get(SESSION_HEADER_STATE)
+    state["session_id"] = session_id if usable_session_id(session_id) else None
+    call = in_path.get("call_id")
+    if (call_id := _call_id(call if call is not None else _query_value(scope, "call_id"))) is None:
+        state.pop("call_id", None)
+    else:
+        state["call_id"] = call_id
+
+
+def route_ids(app: ASGIApp) -> ASGIApp:
+    """Litestar middleware of the app (it runs once a route matched): the request's ids from the
+    route's own path parameters, as Litestar parsed them."""
+
+    async def noted(scope: Scope, receive: Receive, send: Send) -> None:
+        params = scope["path_params"]
+        # Without ids in the path either way, the note made before routing stands.
+        if scope["type"] == ScopeType.HTTP and (params or scope["state"].get(PATH_IDS_STATE)):
+            note_ids(scope, params)
+        await app(scope, receive, send)
+
+    return noted
 
 
 class RequestContextMiddleware:
@@ -69,8 +133,9 @@ class RequestContextMiddleware:
     (:class:`negotiation.body.ApiRequest`), so even a refused request answers with it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, paths: PathIds) -> None:
         self.app = app
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -84,10 +149,8 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         raw_header = headers.get(b"x-session-id")
         state[SESSION_HEADER_STATE] = None if raw_header is None else raw_header.decode("latin-1")
-        session_id = _named_session(scope, headers)
-        state["session_id"] = session_id if usable_session_id(session_id) else None
-        if (call_id := _named_call(scope)) is not None:
-            state["call_id"] = call_id
+        state[PATH_IDS_STATE] = in_path = self.paths.named(scope["path"])
+        note_ids(scope, in_path)
         status = 500
 
         async def send_with_headers(message: Message) -> None:

@@ -1,8 +1,9 @@
 """Error responses in the OpenAPI document, so every status code an operation can give is declared.
 
 :func:`document_errors` walks the app's routes once at start-up and gives each operation the
-error responses that follow from its shape (a key, parameters, a body, a resource in the path)
-plus the ones named in :data:`OPERATION_ERRORS`; a handler's own ``responses=`` win.
+error responses that follow from its shape (a key, parameters, a body, a resource in the path).
+The errors decided by the state of the data (a 409 for a booked load) are declared where the
+operation is, in its decorator: ``responses=error_responses(404, 409)``.
 """
 
 from __future__ import annotations
@@ -104,21 +105,21 @@ DESCRIPTIONS = {
     503: "DATABASE_UNAVAILABLE or DATABASE_BUSY: retry after the Retry-After seconds",
 }
 
-#: Errors decided by the state of the data, per operation id (the shape-derived ones are added).
-OPERATION_ERRORS: dict[str, set[int]] = {
-    "createLoad": {409},
-    "createCall": {404, 409},
-    "recordRound": {404, 409, 410},
-    "createSession": {409},
-    "updateCall": {409},  # CALL_CLOSED, LOAD_BOOKED, CALL_HAS_NO_LOAD
-    "releaseLoad": {409},  # LOAD_NOT_BOOKED
-    "createProfile": {409},
-}
+
+def _error_spec(code: int) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=ErrorEnvelope, description=DESCRIPTIONS[code], generate_examples=False
+    )
+
+
+def error_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """An operation's errors decided by the state of the data, for its decorator's
+    ``responses=`` (the ones that follow from its shape are added by :func:`document_errors`)."""
+    return {code: _error_spec(code) for code in codes}
 
 
 def _codes(handler: HTTPRouteHandler, path: str, settings: Settings) -> set[int]:
-    operation_id = handler.operation_id if isinstance(handler.operation_id, str) else ""
-    codes = {503} | OPERATION_ERRORS.get(operation_id, set())
+    codes = {503}
     if requires_key(path, settings):
         codes |= {401, 422}  # every API operation takes parameters or a body to validate
     if "data" in handler.parsed_fn_signature.parameters:
@@ -129,7 +130,8 @@ def _codes(handler: HTTPRouteHandler, path: str, settings: Settings) -> set[int]
 
 
 def document_errors(app: Litestar) -> None:
-    """Declare, on every documented operation, the error responses it can give."""
+    """Declare, on every documented operation, the error responses it can give (the ones its
+    decorator declares win; codes in order, as the document lists them)."""
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
@@ -137,13 +139,6 @@ def document_errors(app: Litestar) -> None:
             if not handler.include_in_schema:
                 continue
             declared = dict(handler.responses or {})
-            for code in sorted(_codes(handler, route.path, app.state.settings)):
-                declared.setdefault(
-                    code,
-                    ResponseSpec(
-                        data_container=ErrorEnvelope,
-                        description=DESCRIPTIONS[code],
-                        generate_examples=False,
-                    ),
-                )
-            handler.responses = declared
+            for code in _codes(handler, route.path, app.state.settings):
+                declared.setdefault(code, _error_spec(code))
+            handler.responses = dict(sorted(declared.items()))

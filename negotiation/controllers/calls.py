@@ -18,6 +18,7 @@ from negotiation.controllers.params import (
 from negotiation.errors import ApiError, not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
 from negotiation.metrics import RoundTally
+from negotiation.openapi import error_responses
 from negotiation.pagination import MAX_LIMIT
 from negotiation.queries import call_detail, call_pages
 from negotiation.recording import Offer, record_offer, round_in_transaction
@@ -38,7 +39,11 @@ class CallController(Controller):
     path = "/calls"
     tags = ["calls"]
 
-    @post(operation_id="createCall", summary="Start a call about a load")
+    @post(
+        operation_id="createCall",
+        summary="Start a call about a load",
+        responses=error_responses(404, 409),
+    )
     async def create(self, data: JSONBody[CallCreate], ctx: Ctx) -> CallRead:
         return CallRead.model_validate(await ctx.db.write(create_call, data, utcnow()))
 
@@ -52,7 +57,12 @@ class CallController(Controller):
             {**row._mapping, "last_decision": last_decision, "agreed_rate": row.final_rate_agreed}
         )
 
-    @patch("/{call_id:int}", operation_id="updateCall", summary="Record a call's outcome")
+    @patch(
+        "/{call_id:int}",
+        operation_id="updateCall",
+        summary="Record a call's outcome",
+        responses=error_responses(409),  # CALL_CLOSED, LOAD_BOOKED, CALL_HAS_NO_LOAD
+    )
     async def update(self, call_id: CallId, data: JSONBody[CallUpdate], ctx: Ctx) -> CallRead:
         return CallRead.model_validate(await ctx.db.write(update_call, call_id, data, ctx.now))
 
@@ -60,6 +70,7 @@ class CallController(Controller):
         "/{call_id:int}/negotiate",
         operation_id="recordRound",
         summary="Record the carrier's offer and get the broker's decision",
+        responses=error_responses(404, 409, 410),
     )
     async def negotiate(
         self,
@@ -107,7 +118,6 @@ class CallController(Controller):
         limit: Limit = MAX_LIMIT,
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
-        check_session_id(session_id)
         rows = await ctx.db.read_shared(call_pages, (call_id, session_id, after_id, limit))
         if rows is None:
             raise not_found("CALL_NOT_FOUND", "Call", call_id)

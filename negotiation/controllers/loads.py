@@ -8,6 +8,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from negotiation.booking import load_detail, release_load
 from negotiation.controllers.params import Ctx, Cursor, Limit
 from negotiation.errors import not_found
+from negotiation.openapi import error_responses
 from negotiation.pagination import decode_cursor, next_cursor
 from negotiation.queries import loads_page
 from negotiation.schemas import (
@@ -35,7 +36,7 @@ class LoadController(Controller):
     path = "/loads"
     tags = ["loads"]
 
-    @post(operation_id="createLoad", summary="Post a load")
+    @post(operation_id="createLoad", summary="Post a load", responses=error_responses(409))
     async def create(self, data: JSONBody[LoadCreate], ctx: Ctx) -> LoadRead:
         row = await ctx.db.write(create_load, data, utcnow())
         return LoadRead.model_validate(row)
@@ -49,6 +50,7 @@ class LoadController(Controller):
         operation_id="releaseLoad",
         summary="Make a booked load available again",
         status_code=200,
+        responses=error_responses(409),  # LOAD_NOT_BOOKED
     )
     async def release(
         self, load_id: FromPath[str], data: JSONBody[LoadRelease], ctx: Ctx

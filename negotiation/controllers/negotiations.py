@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from litestar import Controller, Request, Response, get
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromQuery
 
 from negotiation.controllers.params import (
     AfterId,
@@ -13,6 +13,7 @@ from negotiation.controllers.params import (
     Ctx,
     Cursor,
     Limit,
+    SessionId,
     SessionIdQuery,
 )
 from negotiation.errors import not_found
@@ -20,7 +21,6 @@ from negotiation.pagination import MAX_LIMIT, decode_cursor, next_cursor
 from negotiation.queries import rounds_filtered, session_pages
 from negotiation.rounds import rounds_response
 from negotiation.schemas import DecisionKind, Page, RoundRead, UTCDatetime, round_json
-from negotiation.service import check_session_id
 
 
 class NegotiationController(Controller):
@@ -35,12 +35,11 @@ class NegotiationController(Controller):
     async def by_session(
         self,
         request: Request[Any, Any, Any],
-        session_id: FromPath[str],
+        session_id: SessionId,
         ctx: Ctx,
         limit: Limit = MAX_LIMIT,
         after_id: AfterId = None,
     ) -> Response[list[RoundRead]]:
-        check_session_id(session_id)
         rows = await ctx.db.read_shared(session_pages, (session_id, after_id, limit))
         if rows is None:
             raise not_found("SESSION_NOT_FOUND", "Session", session_id)
@@ -58,7 +57,6 @@ class NegotiationController(Controller):
         limit: Limit = 100,
         cursor: Cursor = None,
     ) -> Page[RoundRead]:
-        check_session_id(session_id)
         after_id = decode_cursor(cursor, "rounds", int) if cursor else None
         rows = await ctx.db.read_hot(
             rounds_filtered,

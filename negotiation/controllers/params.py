@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from negotiation.db import Database
+from negotiation.ids import MAX_SESSION_ID_LENGTH, SESSION_ID_REGEX
 from negotiation.pagination import MAX_LIMIT
 from negotiation.recording import PolicySettings
 
@@ -24,8 +25,27 @@ AfterId = Annotated[
 Cursor = Annotated[
     str | None, QueryParameter(max_length=512, description="next_cursor of the previous page")
 ]
-SessionIdQuery = Annotated[str | None, QueryParameter(description="Only this session's rounds")]
-SessionIdPath = Annotated[str, PathParameter(description="The session's id")]
+SessionId = Annotated[
+    str,
+    PathParameter(
+        description="The session's id",
+        pattern=SESSION_ID_REGEX,
+        min_length=1,
+        max_length=MAX_SESSION_ID_LENGTH,
+    ),
+]
+"""A session id in the path: a malformed one is 422 ``INVALID_SESSION_ID`` (``negotiation.errors``
+maps Litestar's refusal of a parameter with this pattern)."""
+SessionIdQuery = Annotated[
+    str | None,
+    QueryParameter(
+        description="Only this session's rounds",
+        pattern=SESSION_ID_REGEX,
+        min_length=1,
+        max_length=MAX_SESSION_ID_LENGTH,
+    ),
+]
+"""A session id in the query, refused like :data:`SessionId`."""
 
 
 @dataclass(frozen=True, slots=True)

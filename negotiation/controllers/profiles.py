@@ -9,6 +9,7 @@ from litestar.params import JSONBody, PathParameter
 
 from negotiation.controllers.params import Ctx
 from negotiation.errors import not_found
+from negotiation.openapi import error_responses
 from negotiation.profile_schemas import ProfileCreate, ProfileList, ProfileRead, ProfileUpdate
 from negotiation.profiles import (
     create_profile,
@@ -34,7 +35,11 @@ class ProfileController(Controller):
     async def list(self, ctx: Ctx) -> ProfileList:
         return ProfileList(items=[_read(r) for r in await ctx.db.read(current_profiles)])
 
-    @post(operation_id="createProfile", summary="Create a pricing profile (its version 1)")
+    @post(
+        operation_id="createProfile",
+        summary="Create a pricing profile (its version 1)",
+        responses=error_responses(409),
+    )
     async def create(self, data: JSONBody[ProfileCreate], ctx: Ctx) -> ProfileRead:
         return _read(await ctx.db.write(create_profile, data, ctx.now))
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromQuery, QueryParameter
 
-from negotiation.controllers.params import Ctx
+from negotiation.controllers.params import Ctx, SessionId
 from negotiation.errors import ApiError, not_found
 from negotiation.reports.history import session_report
 from negotiation.reports.schemas import SessionReport, SummaryFilters, SummaryReport
 from negotiation.reports.summary import summary_report
 from negotiation.schemas import UTCDatetime
-from negotiation.sessions import check_session_id
 
 LoadIdQuery = Annotated[
     str | None, QueryParameter(min_length=1, max_length=64, description="Only this load's calls")
@@ -32,8 +31,7 @@ class ReportController(Controller):
         operation_id="getSessionReport",
         summary="One session's history: calls, loads, every round, outcome and figures",
     )
-    async def session(self, session_id: FromPath[str], ctx: Ctx) -> SessionReport:
-        check_session_id(session_id)
+    async def session(self, session_id: SessionId, ctx: Ctx) -> SessionReport:
         report = await ctx.db.read(
             session_report, session_id, max_markup=ctx.policy.max_markup, now=ctx.now
         )

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
-from negotiation.controllers.params import Ctx, Cursor, Limit, SessionIdPath
+from negotiation.controllers.params import Ctx, Cursor, Limit, SessionId
 from negotiation.errors import not_found
 from negotiation.idempotency import IdempotencyKeyHeader, respond_once
+from negotiation.openapi import error_responses
 from negotiation.schemas import (
     Page,
     SessionClosed,
@@ -40,7 +41,11 @@ class SessionController(Controller):
     path = "/sessions"
     tags = ["sessions"]
 
-    @post(operation_id="createSession", summary="Start a session under your own id or a new one")
+    @post(
+        operation_id="createSession",
+        summary="Start a session under your own id or a new one",
+        responses=error_responses(409),
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -71,8 +76,7 @@ class SessionController(Controller):
         )
 
     @get("/{session_id:str}", operation_id="getSession", summary="A session with its statistics")
-    async def read(self, session_id: SessionIdPath, ctx: Ctx) -> SessionDetail:
-        check_session_id(session_id)
+    async def read(self, session_id: SessionId, ctx: Ctx) -> SessionDetail:
         view = await ctx.db.read(
             session_detail, session_id, default_ttl=ctx.policy.session_ttl_seconds, now=ctx.now
         )
@@ -113,11 +117,10 @@ class SessionController(Controller):
     )
     async def remove(
         self,
-        session_id: SessionIdPath,
+        session_id: SessionId,
         ctx: Ctx,
         purge: FromQuery[bool] = False,
     ) -> SessionClosed | SessionPurged:
-        check_session_id(session_id)
         if purge:
             purged = await ctx.db.write(purge_session, session_id)
             return SessionPurged(session_id=session_id, purged_rounds=purged)
