@@ -33,7 +33,7 @@ from negotiation.controllers.reports import ReportController
 from negotiation.controllers.sessions import SessionController
 from negotiation.db import Database
 from negotiation.errors import EXCEPTION_HANDLERS
-from negotiation.hardening import SecurityHeadersMiddleware, cors_config
+from negotiation.hardening import cors_config
 from negotiation.idempotency import IdempotencySettings
 from negotiation.logs import logging_config
 from negotiation.metrics import metrics
@@ -57,8 +57,8 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 class NegotiationApp(Litestar):
-    """Litestar with the request context (ids, session header, access log), the security
-    headers and the API key check around every request.
+    """Litestar with the request context (ids, session header, security headers, access log)
+    and the API key check around every request.
 
     Litestar runs middleware only for requests that matched a route; wrapping the application
     itself gives 404 and 405 responses their ``X-Request-ID``, headers and log line too, and
@@ -78,7 +78,7 @@ class NegotiationApp(Litestar):
     def _request_context(self) -> RequestContextMiddleware:
         gate = ApiKeyGate(self._handle, lambda: self.state.settings)
         paths = PathIds(route.path for route in self.routes)  # the routes at the first request
-        return RequestContextMiddleware(SecurityHeadersMiddleware(gate), paths)
+        return RequestContextMiddleware(gate, paths)
 
 
 def create_app(

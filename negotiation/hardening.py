@@ -1,4 +1,5 @@
-"""Defences at the edge: security headers on every response, and CORS only when configured."""
+"""Defences at the edge: security headers on every response (set by
+:class:`negotiation.middleware.RequestContextMiddleware`), and CORS only when configured."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from litestar.config.cors import CORSConfig
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
+from litestar.types import HTTPResponseStartEvent, Message
 
 from negotiation.settings import Settings
 
@@ -30,7 +30,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-_FIXED = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+SECURITY_FIXED = [
+    (name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()
+]
 _CSP = b"content-security-policy"
 #: Set unless the response has its own: the CSP, and on the API no caching.
 _PAGE_DEFAULTS = [(_CSP, CONTENT_SECURITY_POLICY.encode())]
@@ -61,28 +63,13 @@ def with_headers(
     start["headers"] = raw
 
 
-class SecurityHeadersMiddleware:
-    """Adds the security headers to every HTTP response (handlers may set their own CSP)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        if path.startswith("/api/"):
-            defaults = _API_DEFAULTS
-        else:
-            defaults = _DOCS_DEFAULTS if _is_docs(path) else _PAGE_DEFAULTS
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                with_headers(message, _FIXED, defaults)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def security_headers(path: str) -> tuple[Sequence[Header], Sequence[Header]]:
+    """The security headers of a response to ``path``: those always set, and the defaults a
+    response may set otherwise (its own CSP; on the API no caching), for :func:`with_headers`.
+    """
+    if path.startswith("/api/"):
+        return SECURITY_FIXED, _API_DEFAULTS
+    return SECURITY_FIXED, _DOCS_DEFAULTS if _is_docs(path) else _PAGE_DEFAULTS
 
 
 def _is_docs(path: str) -> bool:

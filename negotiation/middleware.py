@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from negotiation.hardening import with_headers
+from negotiation.hardening import security_headers, with_headers
 from negotiation.ids import validate_session_id
 from negotiation.metrics import observe_request
 
@@ -127,7 +127,9 @@ def route_ids(app: ASGIApp) -> ASGIApp:
 
 
 class RequestContextMiddleware:
-    """Sets ``X-Request-ID`` and ``X-Session-ID`` on every response, logs and counts each request.
+    """Sets ``X-Request-ID``, ``X-Session-ID`` and the security headers
+    (:func:`negotiation.hardening.security_headers`) on every response, logs and counts each
+    request. One layer for all of them: each pure ASGI layer wraps ``send`` once more per request.
 
     A session id in a JSON body is noted in ``request.state.session_id`` when the body is parsed
     (:class:`negotiation.body.ApiRequest`), so even a refused request answers with it.
@@ -151,16 +153,17 @@ class RequestContextMiddleware:
         state[SESSION_HEADER_STATE] = None if raw_header is None else raw_header.decode("latin-1")
         state[PATH_IDS_STATE] = in_path = self.paths.named(scope["path"])
         note_ids(scope, in_path)
+        fixed, defaults = security_headers(scope["path"])
         status = 500
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                ids = [(b"x-request-id", request_id.encode("latin-1"))]
+                ids = [*fixed, (b"x-request-id", request_id.encode("latin-1"))]
                 if state.get("session_id"):
                     ids.append((b"x-session-id", state["session_id"].encode("latin-1")))
-                with_headers(message, ids)
+                with_headers(message, ids, defaults)
             await send(message)
 
         try:
