@@ -166,6 +166,23 @@ async def locked_row(url: str, table: str, row_id: int) -> AsyncIterator[None]:
         await engine.dispose()
 
 
+@asynccontextmanager
+async def advisory_lock(url: str, key: int) -> AsyncIterator[None]:
+    """Hold PostgreSQL advisory lock ``key`` from another connection until the block ends."""
+    engine = create_async_engine(normalize_url(url, asynchronous=True))
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            await conn.commit()
+            try:
+                yield
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                await conn.commit()
+    finally:
+        await engine.dispose()
+
+
 async def wait_for_row(url: str, statement: str, **params: Any) -> None:
     """Poll until ``statement`` returns a row (the evidence that something has happened)."""
 
