@@ -33,7 +33,7 @@ from tests.conftest import API_KEY, LOAD
 from tests.helpers import concurrent_client, hold_until_unlocked, with_settings
 from tests.server import running_server
 from tests.test_races import held_lock, setup_calls
-from tests.waiting import DEADLINE
+from tests.waiting import DEADLINE, wait_until
 
 Client = AsyncTestClient[Litestar]
 #: The advisory lock a unit of work waits for to keep its connection busy.
@@ -282,11 +282,11 @@ async def wait_until_blocked(app: Litestar, database_url: str) -> None:
         )
     else:
         # The write has been handed to the writer thread, which waits for the file lock.
-        for _ in range(500):
-            if app.state.db._writes:
-                return
-            await asyncio.sleep(0.01)
-        raise TimeoutError("the write never started")
+
+        async def writing() -> bool:
+            return bool(app.state.db._writes)
+
+        await wait_until(writing, "the app's write has started")
 
 
 async def test_a_client_gone_mid_write_leaves_the_whole_round(
