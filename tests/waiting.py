@@ -21,7 +21,7 @@ INTERVAL = 0.02
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[T]], what: str, *, within: float = DEADLINE
+    condition: Callable[[], Awaitable[T | None]], what: str, *, within: float = DEADLINE
 ) -> T:
     """Poll ``condition`` until it returns something truthy, and return that.
 
@@ -39,7 +39,7 @@ async def wait_until(
         await asyncio.sleep(INTERVAL)
 
 
-def wait_until_sync(condition: Callable[[], T], what: str, *, within: float = DEADLINE) -> T:
+def wait_until_sync(condition: Callable[[], T | None], what: str, *, within: float = DEADLINE) -> T:
     """:func:`wait_until` for synchronous tests and conditions."""
     deadline = time.monotonic() + within
     while True:
