@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from negotiation.db.coalesce import Coalescer
+from tests.waiting import DEADLINE
 
 
 class Runs:
@@ -153,7 +154,8 @@ async def test_a_run_answering_the_wrong_number_of_results_fails_its_callers() -
     runs = Runs()
     runs.answers = 1
     ask = _coalescer(runs)
-    results = await asyncio.wait_for(asyncio.gather(ask(1), ask(2), return_exceptions=True), 1)
+    asked = asyncio.gather(ask(1), ask(2), return_exceptions=True)
+    results = await asyncio.wait_for(asked, DEADLINE)  # only so that a hang fails
     assert all(isinstance(r, RuntimeError) for r in results), results
 
 
