@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from negotiation.db import normalize_url
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Name of the environment variable with the PostgreSQL server URL for tests.
@@ -165,10 +166,27 @@ async def locked_row(url: str, table: str, row_id: int) -> AsyncIterator[None]:
         await engine.dispose()
 
 
+@asynccontextmanager
+async def advisory_lock(url: str, key: int) -> AsyncIterator[None]:
+    """Hold PostgreSQL advisory lock ``key`` from another connection until the block ends."""
+    engine = create_async_engine(normalize_url(url, asynchronous=True))
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            await conn.commit()
+            try:
+                yield
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                await conn.commit()
+    finally:
+        await engine.dispose()
+
+
 async def wait_for_row(url: str, statement: str, **params: Any) -> None:
-    """Poll until ``statement`` returns a row (for at most about 10 seconds)."""
-    for _ in range(500):
-        if await execute(url, statement, **params):
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"no row for {statement!r}")
+    """Poll until ``statement`` returns a row (the evidence that something has happened)."""
+
+    async def rows() -> list[Any]:
+        return await execute(url, statement, **params)
+
+    await wait_until(rows, f"{statement!r} returns a row")

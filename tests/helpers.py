@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, text
 
 from negotiation.app import create_app
 from negotiation.db import Database
@@ -216,6 +216,14 @@ def hold_a_connection(conn: Connection, held: threading.Event, seconds: float = 
     (a thread's event: the app under a test client runs on a loop of its own)."""
     held.set()
     conn.exec_driver_sql(f"SELECT pg_sleep({seconds})")
+
+
+def hold_until_unlocked(conn: Connection, held: threading.Event, key: int) -> None:
+    """A PostgreSQL unit that keeps its connection until advisory lock ``key`` (held by the
+    test, :func:`tests.dbutil.advisory_lock`) is free; ``held`` is set once it has it. It
+    waits in the database, so the app's event loop runs on meanwhile."""
+    held.set()
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 #: Values for the path parameters of the OpenAPI document's paths.

@@ -147,3 +147,15 @@ def test_pgbench_comparison_runs_the_captured_round(postgres_url: str, tmp_path:
     assert pgbench["failed"] == 0 and pgbench["rounds_stored"] == pgbench["transactions"]
     assert report["duplicated_round_numbers"] == 0 and report["ratio"] > 0
     assert "\\gset ctx_" in report["script"] and "service / pgbench" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_migration_writers_benchmark_runs(postgres_url: str) -> None:
+    command = [sys.executable, str(ROOT / "scripts" / "bench_migration_writers.py")]
+    command += ["--rows", "20000", "--database", dbutil.database_name("bench_mig_writers")]
+    env = {**os.environ, dbutil.POSTGRES_URL_ENV: postgres_url}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^rows 20,000, writers 4: migration [\d.]+ s$", result.stdout, re.M)
+    assert re.search(r"^inserts during it [\d,]+: median .* max [\d.]+ ms", result.stdout, re.M)

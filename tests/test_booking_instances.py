@@ -9,7 +9,6 @@ waiting for that lock than one instance has connections.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from negotiation.settings import Settings
 from tests import dbutil
 from tests.conftest import API_KEY, LOAD
 from tests.helpers import concurrent_client
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -34,7 +34,14 @@ WAITING = text(
 
 async def test_two_instances_on_one_postgresql_book_a_load_once(postgres_url: str) -> None:
     settings = Settings(
-        database_url=postgres_url, api_keys=(API_KEY,), env="development", db_pool_size=POOL
+        database_url=postgres_url,
+        api_keys=(API_KEY,),
+        env="development",
+        db_pool_size=POOL,
+        # The requests wait as long as the test holds the lock (it lets go once it has seen
+        # them waiting), on a loaded machine too: no lock timeout, no pool timeout meanwhile.
+        lock_timeout_ms=0,
+        db_pool_timeout_ms=600_000,
     )
     engine = create_async_engine(normalize_url(postgres_url, asynchronous=True))
     async with (
@@ -53,7 +60,13 @@ async def test_two_instances_on_one_postgresql_book_a_load_once(postgres_url: st
                 )
                 for n, x in enumerate(calls)
             ]
-            peak = await _peak_waiting(observer, more_than=POOL)
+
+            async def waiting() -> int | None:
+                count = int((await observer.execute(WAITING)).scalar_one())
+                await observer.rollback()
+                return count if count > POOL else None
+
+            peak = await wait_until(waiting, f"more than {POOL} requests wait for the load's lock")
             await holder.rollback()  # let them through
             responses: list[Any] = await asyncio.gather(*tasks)
     await engine.dispose()
@@ -68,15 +81,3 @@ async def test_two_instances_on_one_postgresql_book_a_load_once(postgres_url: st
     assert [tuple(r) for r in rows] == [("booked", winner)]
     counted = await dbutil.execute(postgres_url, "SELECT count(*) FROM negotiations")
     assert counted[0][0] == 1
-
-
-async def _peak_waiting(observer: Any, *, more_than: int, within: float = 15.0) -> int:
-    """Poll until more than ``more_than`` backends wait for a lock (or the time is up); the
-    highest count seen."""
-    peak = 0
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline and peak <= more_than:
-        peak = max(peak, (await observer.execute(WAITING)).scalar_one())
-        await observer.rollback()
-        await asyncio.sleep(0.02)
-    return peak

@@ -30,11 +30,14 @@ from negotiation.app import create_app
 from negotiation.settings import Settings
 from tests import dbutil, pgcluster
 from tests.conftest import API_KEY, LOAD
-from tests.helpers import concurrent_client, hold_a_connection, with_settings
+from tests.helpers import concurrent_client, hold_until_unlocked, with_settings
 from tests.server import running_server
 from tests.test_races import held_lock, setup_calls
+from tests.waiting import DEADLINE, wait_until
 
 Client = AsyncTestClient[Litestar]
+#: The advisory lock a unit of work waits for to keep its connection busy.
+HOLD = 4_201
 
 
 def outage_requests(call_id: int) -> list[tuple[str, str, str, Any]]:
@@ -142,25 +145,35 @@ async def test_requests_finding_every_connection_busy_are_503_then_served(
     """The worker's only connection held past DB_POOL_TIMEOUT_MS: a round and a listing answer
     503 DATABASE_BUSY and nothing is written; once it is free both are served."""
     settings = Settings(
-        database_url=postgres_url, api_keys=(API_KEY,), db_pool_size=1, db_pool_timeout_ms=100
+        database_url=postgres_url,
+        api_keys=(API_KEY,),
+        db_pool_size=1,
+        db_pool_timeout_ms=100,
+        lock_timeout_ms=0,  # the holder waits for the test's lock as long as the test holds it
     )
     app = create_app(settings)
     async with AsyncTestClient(app) as c:
         c.headers["X-API-Key"] = API_KEY
         call_id = await seed(c)
         held = threading.Event()
-        # On the app's own loop (the client's portal thread), as its requests run.
-        holder = c.blocking_portal.start_task_soon(app.state.db.read, hold_a_connection, held)
-        await asyncio.to_thread(held.wait, 10)
-        for method, path, body in [
-            ("POST", f"/api/calls/{call_id}/negotiate", {"carrier_offer": 2450}),
-            ("GET", f"/api/calls/{call_id}/negotiations", None),
-            ("GET", "/api/negotiations/session/s-f", None),
-        ]:
-            r = await c.request(method, path, json=body)
-            assert r.status_code == 503, (method, path, r.text)
-            assert r.json()["error"]["code"] == "DATABASE_BUSY", r.text
-            assert r.headers["Retry-After"] == "1"
+        # The connection is held until the test releases the advisory lock its holder waits
+        # for, not for a fixed time the three requests had to fit in.
+        async with dbutil.advisory_lock(postgres_url, HOLD):
+            # On the app's own loop (the client's portal thread), as its requests run.
+            holder = c.blocking_portal.start_task_soon(
+                app.state.db.read, hold_until_unlocked, held, HOLD
+            )
+            assert await asyncio.to_thread(held.wait, DEADLINE), "the holder never got a connection"
+            for method, path, body in [
+                ("POST", f"/api/calls/{call_id}/negotiate", {"carrier_offer": 2450}),
+                ("GET", f"/api/calls/{call_id}/negotiations", None),
+                ("GET", "/api/negotiations/session/s-f", None),
+            ]:
+                r = await c.request(method, path, json=body)
+                assert r.status_code == 503, (method, path, r.text)
+                assert r.json()["error"]["code"] == "DATABASE_BUSY", r.text
+                assert r.headers["Retry-After"] == "1"
+            assert not holder.done()
         await asyncio.wrap_future(holder)
         await assert_recovered(c, call_id, round_number=2)
 
@@ -269,11 +282,11 @@ async def wait_until_blocked(app: Litestar, database_url: str) -> None:
         )
     else:
         # The write has been handed to the writer thread, which waits for the file lock.
-        for _ in range(500):
-            if app.state.db._writes:
-                return
-            await asyncio.sleep(0.01)
-        raise TimeoutError("the write never started")
+
+        async def writing() -> bool:
+            return bool(app.state.db._writes)
+
+        await wait_until(writing, "the app's write has started")
 
 
 async def test_a_client_gone_mid_write_leaves_the_whole_round(

@@ -294,21 +294,38 @@ async def test_concurrent_duplicates_without_waiting_get_409_or_the_replay(
         assert await round_count(database_url, call_id) == 1
 
 
+async def waiting_for_locks(url: str, count: int) -> None:
+    """Until ``count`` sessions on the PostgreSQL database at ``url`` wait for a lock."""
+    await dbutil.wait_for_row(
+        url,
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' HAVING count(*) >= :count",
+        count=count,
+    )
+
+
 @pytest.mark.postgres
 async def test_a_retry_waits_for_the_running_first_request_then_replays(
     postgres_url: str, clock: Clock
 ) -> None:
-    """The first request is held in the database by a row lock; its retry waits, then replays."""
+    """The first request is held in the database by a row lock; its retry waits, then replays.
+
+    Both waits are seen in ``pg_stat_activity``: the first request, its key claimed, waits for
+    the call's row (holding its key's row); then the retry waits for the first. The locks are
+    held until the test lets go, whatever the machine's speed (no lock timeout in between).
+    """
     database_url = postgres_url
     settings = Settings(database_url=postgres_url, api_keys=(API_KEY,))
-    app = create_app(with_settings(settings, idempotency_wait_ms=30_000), clock=clock)
+    app = create_app(
+        with_settings(settings, idempotency_wait_ms=30_000, lock_timeout_ms=0), clock=clock
+    )
     async with concurrent_client(app) as (c, _):
         call_id = await new_call(c)
         async with dbutil.locked_row(database_url, "calls", call_id):
             first = asyncio.ensure_future(negotiate(c, call_id, "held"))
-            await dbutil.wait_for_row(database_url, "SELECT 1 FROM idempotency_keys")
+            await waiting_for_locks(database_url, 1)
             retry = asyncio.ensure_future(negotiate(c, call_id, "held"))
-            await asyncio.sleep(0.2)
+            await waiting_for_locks(database_url, 2)
             assert not first.done() and not retry.done()
         first_response, retry_response = await first, await retry
         assert first_response.status_code == retry_response.status_code == 201

@@ -28,6 +28,7 @@ from negotiation.queries import rounds
 from negotiation.settings import Settings
 from tests import dbutil
 from tests.legacy import KNOWN_LOAD, KNOWN_ROUNDS, LEGACY_OUTCOMES, LEGACY_TABLES, create_legacy_db
+from tests.waiting import wait_until_sync
 
 SCRIPT = dbutil.ROOT / "scripts" / "migrate_add_session_id.sh"
 FIRST, SECOND, SERVICE = "5e1a0c3b7d01", "8b2d4f6a9c02", "c3e5a7b9d103"
@@ -333,7 +334,8 @@ def test_a_killed_run_leaves_the_file_as_it_was(tmp_path: Path, journal_mode: st
     create_legacy_db(path, negotiations=20000, journal_mode=journal_mode)
     digest = sha256(path)
     marker = tmp_path / "reached"
-    body = f"    open({str(marker)!r}, 'w').close()\n    import time; time.sleep(120)"
+    # The upgrade says it got there, then stays until it is killed.
+    body = f"    open({str(marker)!r}, 'w').close()\n    import threading; threading.Event().wait()"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -344,12 +346,16 @@ def test_a_killed_run_leaves_the_file_as_it_was(tmp_path: Path, journal_mode: st
             str(broken_migrations(tmp_path, body)),
         ],
     )
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+
+    def reached() -> bool:
+        assert proc.poll() is None, f"the migration exited with {proc.returncode}"
+        return marker.exists()
+
+    try:
+        wait_until_sync(reached, "the migration is in the middle of its upgrade")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
     # The upgrade had already written: a journal (hot, or WAL frames) is left behind.
     sidecar = tmp_path / ("loads.db-journal" if journal_mode == "delete" else "loads.db-wal")
     assert sidecar.stat().st_size > 0
@@ -393,6 +399,7 @@ def test_writes_during_the_migration_wait_and_are_kept(legacy: Path) -> None:
     thread.start()
     report = migrate_sqlite.Migrator(legacy, now=clock).run()
     thread.join(30)
+    assert not thread.is_alive(), "the writer never got its turn after the migration"
     assert report.rows["negotiations"] == 5000  # the writer had to wait for the commit
     conn = sqlite3.connect(legacy)
     assert conn.execute("SELECT count(*) FROM negotiations").fetchone()[0] == 5001
