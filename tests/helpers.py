@@ -211,13 +211,6 @@ def insert_load(conn: Connection, load_id: str, loadboard_rate: float, **fields:
     )
 
 
-def hold_a_connection(conn: Connection, held: threading.Event, seconds: float = 2) -> None:
-    """A PostgreSQL unit that keeps its connection ``seconds``; ``held`` is set once it has it
-    (a thread's event: the app under a test client runs on a loop of its own)."""
-    held.set()
-    conn.exec_driver_sql(f"SELECT pg_sleep({seconds})")
-
-
 def hold_until_unlocked(conn: Connection, held: threading.Event, key: int) -> None:
     """A PostgreSQL unit that keeps its connection until advisory lock ``key`` (held by the
     test, :func:`tests.dbutil.advisory_lock`) is free; ``held`` is set once it has it. It

@@ -10,7 +10,6 @@ import fcntl
 import functools
 import os
 import threading
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -25,9 +24,12 @@ from negotiation.errors import ApiError
 from negotiation.queries import loads
 from negotiation.settings import Settings
 from tests import dbutil
-from tests.helpers import hold_a_connection, with_settings
+from tests.helpers import hold_until_unlocked, with_settings
+from tests.waiting import wait_until, wait_until_sync
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+#: The advisory lock a unit waits on to keep its connection until the test lets go.
+HOLD = 41_001
 
 
 def _load(load_id: str) -> dict[str, object]:
@@ -238,15 +240,15 @@ async def test_postgres_units_get_connections_in_the_order_they_asked(postgres_u
 async def test_a_postgres_unit_with_no_connection_free_in_time_is_busy(postgres_url: str) -> None:
     db = Database(Settings(database_url=postgres_url, db_pool_size=1, db_pool_timeout_ms=100))
     held = threading.Event()
-    holder = asyncio.ensure_future(db.read(hold_a_connection, held))
     try:
-        await asyncio.to_thread(held.wait, 10)
-        with pytest.raises(DatabaseBusy, match="no database connection came free in 100 ms"):
-            await db.read_hot(_count_as, "late", [])
+        async with dbutil.advisory_lock(postgres_url, HOLD):
+            holder = asyncio.ensure_future(db.read(hold_until_unlocked, held, HOLD))
+            await asyncio.to_thread(held.wait, 10)
+            with pytest.raises(DatabaseBusy, match="no database connection came free in 100 ms"):
+                await db.read_hot(_count_as, "late", [])
         await holder
         assert await db.read_hot(_count_as, "after", []) == 0  # the connection is free again
     finally:
-        holder.cancel()
         await db.dispose()
 
 
@@ -288,10 +290,10 @@ def _waiting_for_flock() -> bool:
 
 
 async def _until(condition: Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110 (an OS condition: nothing to wait on)
-            await asyncio.sleep(0.01)
-    assert condition(), what
+    async def met() -> bool:
+        return condition()
+
+    await wait_until(met, what)
 
 
 async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
@@ -361,14 +363,16 @@ def test_a_write_left_behind_at_shutdown_does_not_keep_the_lock_file(
                 fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fcntl.flock(held, fcntl.LOCK_UN)
         _UNIT_MAY_END.set()
-        for _ in range(250):  # the writer thread goes on, rolls back and lets go
+
+        def taken() -> bool:
             try:
                 fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                time.sleep(0.02)
-        else:
-            pytest.fail("the lock file stayed held after the loop ended")
+                return False
+            return True
+
+        # The writer thread goes on, rolls back and lets go.
+        wait_until_sync(taken, "the writer lets go of the lock file after the loop ended")
         fcntl.flock(held, fcntl.LOCK_UN)
         assert asyncio.run(db.read(_load_ids)) == []
     finally:
