@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -297,28 +297,20 @@ def call_pages(conn: Conn, pages: list[CallPage]) -> list[list[Any] | None]:
     ]
 
 
-def rounds_filtered(
-    conn: Conn,
-    *,
-    call_id: int | None,
-    session_id: str | None,
-    decision: str | None,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    after_id: int | None,
-    limit: int,
-) -> Sequence[Any]:
+class RoundFilters(TypedDict, total=False):
+    """What the general round query filters on; a filter absent or None is not applied."""
+
+    call_id: int | None
+    session_id: str | None
+    decision: str | None
+    since: dt.datetime | None
+    until: dt.datetime | None
+    after_id: int | None
+
+
+def rounds_filtered(conn: Conn, filters: RoundFilters, *, limit: int) -> Sequence[Any]:
     """The general round query: any combination of call, session, decision and time range."""
-    return _page(
-        conn,
-        limit,
-        call_id=call_id,
-        session_id=session_id,
-        decision=decision,
-        since=since,
-        until=until,
-        after_id=after_id,
-    )
+    return _page(conn, limit, **filters)
 
 
 _SESSION_CREATED = HotStatement(

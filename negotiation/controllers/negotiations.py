@@ -18,7 +18,7 @@ from negotiation.controllers.params import (
 )
 from negotiation.errors import not_found
 from negotiation.pagination import MAX_LIMIT, decode_cursor, next_cursor
-from negotiation.queries import rounds_filtered, session_pages
+from negotiation.queries import RoundFilters, rounds_filtered, session_pages
 from negotiation.rounds import rounds_response
 from negotiation.schemas import DecisionKind, Page, RoundRead, UTCDatetime, round_json
 
@@ -57,17 +57,11 @@ class NegotiationController(Controller):
         limit: Limit = 100,
         cursor: Cursor = None,
     ) -> Page[RoundRead]:
-        after_id = decode_cursor(cursor, "rounds", int) if cursor else None
-        rows = await ctx.db.read_hot(
-            rounds_filtered,
-            call_id=call_id,
-            session_id=session_id,
-            decision=decision,
-            since=since,
-            until=until,
-            after_id=after_id,
-            limit=limit,
+        filters = RoundFilters(
+            call_id=call_id, session_id=session_id, decision=decision, since=since, until=until
         )
+        filters["after_id"] = decode_cursor(cursor, "rounds", int) if cursor else None
+        rows = await ctx.db.read_hot(rounds_filtered, filters, limit=limit)
         page = {
             "items": [round_json(r, ctx.policy.max_rounds) for r in rows[:limit]],
             "next_cursor": next_cursor(rows, limit, "rounds", lambda r: r.id),

@@ -48,16 +48,8 @@ def _query_units(data: dataset.Dataset) -> dict[str, Callable[[Connection, rando
         return queries.rounds_by_call(conn, call_id, sid, after_id=None, limit=1000)
 
     def query(conn: Connection, rng: random.Random) -> Any:
-        return queries.rounds_filtered(
-            conn,
-            call_id=None,
-            session_id=None,
-            decision="counter",
-            since=None,
-            until=None,
-            after_id=rng.randrange(data.rounds),
-            limit=QUERY_LIMIT,
-        )
+        filters = queries.RoundFilters(decision="counter", after_id=rng.randrange(data.rounds))
+        return queries.rounds_filtered(conn, filters, limit=QUERY_LIMIT)
 
     return {"session": session, "call": call, "query": query}
 
