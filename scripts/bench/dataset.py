@@ -303,12 +303,11 @@ def duplicated_rounds(url: str) -> int:
     return int(run_on(url, lambda conn: conn.exec_driver_sql(query).scalar_one()))
 
 
-def round_count(url: str) -> int:
-    return int(
-        run_on(
-            url, lambda conn: conn.exec_driver_sql("SELECT count(*) FROM negotiations").scalar_one()
-        )
-    )
+def round_count(url: str, calls: range | None = None) -> int:
+    """Rounds recorded, on ``calls`` only when given."""
+    where = "" if calls is None else f" WHERE call_id >= {calls.start} AND call_id < {calls.stop}"
+    sql = f"SELECT count(*) FROM negotiations{where}"
+    return int(run_on(url, lambda conn: conn.exec_driver_sql(sql).scalar_one()))
 
 
 def rounds_beyond_limit(url: str, max_rounds: int = 3) -> int:

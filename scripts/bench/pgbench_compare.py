@@ -173,7 +173,9 @@ def run(args: argparse.Namespace, url: str, machine: dict[str, Any], wrk: str) -
             per = int(RATE_CEILING * duration / 3 / clients) + 1
             first = dataset.add_fresh_calls(url, per * clients)
             sizes = {"first": first, "per": per, "total": per * clients, "k": 0}
-            before, machine0 = dataset.round_count(url), server.machine_cpu_seconds()
+            # pgbench's own calls only: the service's last requests may still be committing.
+            own = range(first, first + per * clients)
+            before, machine0 = dataset.round_count(url, own), server.machine_cpu_seconds()
             r = run_pgbench(
                 pgbench,
                 conninfo,
@@ -185,7 +187,7 @@ def run(args: argparse.Namespace, url: str, machine: dict[str, Any], wrk: str) -
                 tag=tag,
             )
             machine = server.machine_cpu_seconds() - machine0
-            stored = dataset.round_count(url) - before
+            stored = dataset.round_count(url, own) - before
             per_tx = 1000 / max(r["transactions"], 1)
             return r | {
                 "rounds_stored": stored,
