@@ -5,8 +5,10 @@
 Each side runs its own ``scripts/bench/bench.py`` (its own server code and harness) with the
 arguments after ``--``, from its own ``.venv``; the sides alternate ``--repeat`` times so that
 the machine's drift falls on both. Prints, per database and scenario, the median request rate
-and p99 of each side and the ratio after/before, and marks a scenario more than ``--slower``
-(5 %) slower. The reports are kept under ``bench-results/ab-<time>/``.
+and p99 of each side, the median of the paired ratios after/before (run n of each side, next to
+each other in time, so the machine's slow drift cancels within a pair) for the request rate and
+the server's CPU per request, and marks a scenario whose paired request-rate ratio is more than
+``--slower`` (5 %) below 1. The reports are kept under ``bench-results/ab-<time>/``.
 """
 
 from __future__ import annotations
@@ -31,16 +33,25 @@ def _run(side: Path, report: Path, bench_args: list[str]) -> dict[str, Any]:
     return loaded
 
 
-def _figures(reports: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
-    """Per (database, scenario): the median over the reports of req/s and p99."""
-    runs: dict[tuple[str, str], dict[str, list[float]]] = {}
+Key = tuple[str, str]
+FIGURES = ("rps", "p99_ms", "cpu_ms_per_request")
+
+
+def _runs(reports: list[dict[str, Any]]) -> dict[Key, dict[str, list[float]]]:
+    """Per (database, scenario): each report's req/s, p99 and server CPU per request."""
+    runs: dict[Key, dict[str, list[float]]] = {}
     for report in reports:
         for db in report["databases"]:
             for scenario, med in db["median"].items():
-                into = runs.setdefault((db["database"], scenario), {"rps": [], "p99_ms": []})
-                into["rps"].append(med["rps"])
-                into["p99_ms"].append(med["p99_ms"])
-    return {k: {m: statistics.median(v) for m, v in f.items()} for k, f in runs.items()}
+                into = runs.setdefault((db["database"], scenario), {f: [] for f in FIGURES})
+                for figure in FIGURES:
+                    into[figure].append(med[figure])
+    return runs
+
+
+def _paired(after: list[float], before: list[float]) -> float:
+    """The median of run n's ratio after/before."""
+    return statistics.median(a / b for a, b in zip(after, before, strict=True))
 
 
 def main() -> int:
@@ -60,23 +71,29 @@ def main() -> int:
             report = _run(side, out / f"{name}-{n}.json", args.bench_args)
             reports[name].append(report)
             print(f"{name} {n}/{args.repeat}: commit {report['machine'].get('commit')}", flush=True)
-    before, after = _figures(reports["before"]), _figures(reports["after"])
+    before, after = _runs(reports["before"]), _runs(reports["after"])
     print(
         f"\n{'database':<11}{'scenario':<10}{'before/s':>10}{'after/s':>10}{'ratio':>8}"
-        f"{'p99 before':>12}{'p99 after':>11}"
+        f"{'CPU ratio':>11}{'p99 before':>12}{'p99 after':>11}"
     )
     slower = []
     for key in sorted(before.keys() & after.keys()):
         b, a = before[key], after[key]
-        ratio = a["rps"] / b["rps"]
+        ratio = _paired(a["rps"], b["rps"])
         mark = "  slower" if ratio < 1 - args.slower else ""
         if mark:
             slower.append(key)
         print(
-            f"{key[0]:<11}{key[1]:<10}{b['rps']:>10.0f}{a['rps']:>10.0f}{ratio:>8.2f}"
-            f"{b['p99_ms']:>12.1f}{a['p99_ms']:>11.1f}{mark}"
+            f"{key[0]:<11}{key[1]:<10}{statistics.median(b['rps']):>10.0f}"
+            f"{statistics.median(a['rps']):>10.0f}{ratio:>8.2f}"
+            f"{_paired(a['cpu_ms_per_request'], b['cpu_ms_per_request']):>11.2f}"
+            f"{statistics.median(b['p99_ms']):>12.1f}{statistics.median(a['p99_ms']):>11.1f}{mark}"
         )
-    print(f"\nmedians of {args.repeat} interleaved runs each; reports in {out}")
+    print(
+        f"\nreq/s and p99: medians of {args.repeat} interleaved runs each; ratio and CPU ratio "
+        f"(server CPU per request): medians of the {args.repeat} paired ratios after/before; "
+        f"reports in {out}"
+    )
     return 1 if slower else 0
 
 
