@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import signal
 import socket
@@ -22,8 +23,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def free_port() -> int:
-    """A port in 8100-8199 that nothing listens on."""
-    for port in PORTS:
+    """A port in 8100-8199 that nothing listens on, looked for from a random one: benchmarks
+    started at once (test workers, other checkouts) would otherwise all pick 8100, and all but
+    one server fail to bind while the load of each goes to the one that did."""
+    start = random.randrange(len(PORTS))
+    ports: list[int] = [*PORTS[start:], *PORTS[:start]]
+    for port in ports:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
