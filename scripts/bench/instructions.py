@@ -9,7 +9,8 @@ side's ``scripts/bench/inprocess.py`` (its own code and ``.venv``) runs under va
 callgrind, once with ``--small`` and once with ``--large`` requests per run, and the
 difference of the two totals over the difference of requests is the instructions one request
 costs the application (Litestar, the service, SQLAlchemy, the driver; startup, seeding and
-migrations cancel out, and PostgreSQL's own work is in its server, not counted). Runs go in
+migrations cancel out, and PostgreSQL's own work is in its server, not counted; the databases
+made are dropped at the end). Runs go in
 parallel, one per CPU: the counts do not depend on the load. Prints, per database and
 scenario, each side's instructions per request and the ratio after/before, and marks a ratio
 above ``1 + --slower``; exit status 1 if any. Each run under callgrind takes 1-3 minutes.
@@ -25,6 +26,9 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import dataset
+from sqlalchemy import Connection
 
 SCENARIOS = ("session", "call", "record")
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
@@ -54,6 +58,16 @@ def _instructions(side: Path, db_url: str, scenario: str, requests: int, out: Pa
     return int(found.group(1).replace(",", ""))
 
 
+def _drop(url: str) -> None:
+    """Drop a run's PostgreSQL database (a SQLite file goes with the temporary directory)."""
+    name = url.rsplit("/", 1)[1]
+
+    def drop(conn: Connection) -> None:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    dataset.run_on(dataset.admin_url(url), drop, autocommit=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--before", type=Path, required=True, help="checkout measured first")
@@ -67,6 +81,7 @@ def main() -> int:
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     databases = ["sqlite"] + (["postgresql"] if args.postgres_url else [])
     jobs = {}
+    made: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="instructions-") as tmp,
         ThreadPoolExecutor(os.cpu_count() or 1) as pool,
@@ -82,10 +97,13 @@ def main() -> int:
                             if db == "sqlite"
                             else args.postgres_url.rsplit("/", 1)[0] + f"/instr_{tag}"
                         )
+                        made += [] if db == "sqlite" else [url]
                         out = work / f"{db}-{tag}.callgrind"
                         jobs[db, scenario, name, count] = pool.submit(
                             _instructions, side, url, scenario, count, out
                         )
+    for url in made:  # every run has ended (the pool waited for them)
+        _drop(url)
     # inprocess.py sends a warm-up run and then --runs runs: twice the count in all.
     measured = 2 * (args.large - args.small)
     print(f"\n{'database':<11}{'scenario':<10}{'before':>12}{'after':>12}{'ratio':>8}")
