@@ -9,13 +9,14 @@ import datetime as dt
 import fcntl
 import functools
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, event, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from negotiation.db import Conn, Database, DatabaseBusy, DatabaseUnavailable, DriverConnection
@@ -262,9 +263,9 @@ def _thread(conn: Conn, *_: object) -> int:
 
 async def test_where_each_mode_runs(settings: Settings) -> None:
     """SQLite runs the quick and shared reads and the hot writes on the event loop's thread (a
-    hot write's BEGIN and COMMIT, which may wait, on the writer thread); the other modes, which
-    may scan or delete many rows, on a reader or the writer thread. asyncpg runs all on the
-    loop."""
+    hot write's COMMIT, and its BEGIN when that would wait, on the writer thread); the other
+    modes, which may scan or delete many rows, on a reader or the writer thread. asyncpg runs
+    all on the loop."""
     db = Database(settings)
     try:
         on_loop = [
@@ -315,6 +316,45 @@ async def test_sqlite_writers_of_several_processes_take_turns_on_the_lock_file(
     finally:
         os.close(held)
         await db.dispose()
+
+
+async def test_a_sqlite_write_begins_on_the_writer_thread_only_when_it_must_wait(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """A write's BEGIN runs on the loop when it need not wait; while another program holds the
+    database's write lock it waits on the writer thread instead, goes through once the lock is
+    free, and the connection keeps its ``busy_timeout``."""
+    path = tmp_path / "loads.db"
+    db = Database(Settings(database_url=dbutil.copy_sqlite(sqlite_template, path)))
+    tried_on: list[int] = []  # the thread of each BEGIN tried, before it runs
+
+    def note_begin(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("BEGIN"):
+            tried_on.append(threading.get_ident())
+
+    event.listen(db._backend._writer, "before_cursor_execute", note_begin)  # type: ignore[union-attr]
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        # Connections opened first: opening one sets the journal mode, which waits on the lock.
+        assert await db.read_quick(_load_ids) == await db.write(_load_ids) == []
+        other.execute("BEGIN IMMEDIATE")  # as the CLI or a migration would, mid-transaction
+        write = asyncio.create_task(db.write(_add_load, "BUSY"))
+        # Tried on the loop, refused at once; then tried (and waiting) on the writer thread.
+        await _until(lambda: len(tried_on) == 3, "BEGIN waits on the writer thread")
+        assert not write.done()
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(write, 5) == "BUSY"
+        timeout = await db.write(lambda conn: conn.exec_driver_sql("PRAGMA busy_timeout").scalar())
+        assert timeout == Settings().sqlite_busy_timeout_ms
+        assert await db.read(_load_ids) == ["BUSY"]
+    finally:
+        other.close()
+        await db.dispose()
+    loop = threading.get_ident()
+    # The first write's, the one the lock held back (at once, then waiting), the last write's.
+    assert len(tried_on) == 4
+    assert tried_on[:2] + tried_on[3:] == [loop] * 3
+    assert tried_on[2] != loop
 
 
 _UNIT_MAY_END = threading.Event()

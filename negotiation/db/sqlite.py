@@ -42,7 +42,12 @@ class SQLiteBackend:
         self._writer = sqlite_engine(url, settings, writer=True, pool_size=1)
         self._read_executor = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._group_commit = GroupCommit(self._writer, self._write_executor, writer_lock_path(url))
+        self._group_commit = GroupCommit(
+            self._writer,
+            self._write_executor,
+            writer_lock_path(url),
+            settings.sqlite_busy_timeout_ms,
+        )
         self._loop_reader: Connection | None = None
         self._loop_driver: DriverConnection | None = None
 

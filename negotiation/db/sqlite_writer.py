@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
-from negotiation.db.errors import invalidating
+from negotiation.db.errors import invalidating, is_locked
 from negotiation.db.statements import DriverConnection, driver_execute
 
 T = TypeVar("T")
@@ -31,8 +32,12 @@ class GroupCommit:
     commits once. Every caller is answered only after that commit, so a returned result is as
     durable as before; units still run one after another, in arrival order.
 
-    What may wait runs on the writer thread: taking the write lock (BEGIN, and the lock file
-    below) and COMMIT. Hot units (``Database.write_hot``: a round, a few indexed hot
+    What may wait runs on the writer thread: taking the write lock when it is held elsewhere
+    (BEGIN, and the lock file below) and COMMIT. A transaction is first begun on the loop's
+    thread without waiting (the lock file tried, ``busy_timeout`` 0 for the BEGIN); only if
+    either would wait does BEGIN go to the writer thread. Under load each hop back to the loop
+    waits for a whole turn of a busy loop, and the hop to BEGIN was one of the two per batch.
+    Hot units (``Database.write_hot``: a round, a few indexed hot
     statements) run on the loop's thread between the two, like quick reads: on the writer
     thread every statement released the GIL and waited to take it back from the loop, which
     under mixed load made a unit take five times its own CPU time while it held the write lock.
@@ -50,8 +55,15 @@ class GroupCommit:
     #: batch holds the event loop for a few milliseconds at most (a round is ~0.15 ms).
     MAX_BATCH = 32
 
-    def __init__(self, engine: Engine, executor: ThreadPoolExecutor, lock_path: str | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        executor: ThreadPoolExecutor,
+        lock_path: str | None,
+        busy_timeout_ms: int,
+    ) -> None:
         self._engine = engine
+        self._busy_timeout_ms = busy_timeout_ms
         self._executor = executor
         self._pending: list[_Unit] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -83,9 +95,10 @@ class GroupCommit:
             self._drainer = None
 
     @contextlib.contextmanager
-    def _processes_take_turns(self) -> Iterator[None]:
+    def _processes_take_turns(self, *, wait: bool) -> Iterator[bool]:
+        """Holds the lock file; yields False (holding nothing) if not ``wait`` and it is taken."""
         if self._lock_path is None:
-            yield
+            yield True
             return
         if self._lock_fd is None:
             try:
@@ -93,11 +106,15 @@ class GroupCommit:
             except OSError as exc:  # e.g. a read-only directory: the writes will say why
                 logger.debug("no writer lock file %s: %s", self._lock_path, exc)
                 self._lock_path = None
-                yield
+                yield True
                 return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
@@ -110,10 +127,32 @@ class GroupCommit:
     def _begin(self) -> tuple[contextlib.ExitStack, Connection]:
         """Writer thread: the lock file, a connection, ``BEGIN IMMEDIATE`` (each may wait)."""
         with contextlib.ExitStack() as stack:
-            stack.enter_context(self._processes_take_turns())
+            stack.enter_context(self._processes_take_turns(wait=True))
             conn = stack.enter_context(self._engine.connect())
             stack.enter_context(invalidating(conn))
             stack.enter_context(conn.begin())
+            return stack.pop_all(), conn
+
+    def _begin_at_once(self) -> tuple[contextlib.ExitStack, Connection] | None:
+        """Loop's thread: as :meth:`_begin`, or None where that would wait for the lock file
+        or for another connection's write lock, or for the writer thread to give the connection
+        back (a transaction abandoned at shutdown is still rolling back there)."""
+        if self._engine.pool.checkedout():  # type: ignore[attr-defined]
+            return None
+        with contextlib.ExitStack() as stack:
+            if not stack.enter_context(self._processes_take_turns(wait=False)):
+                return None
+            conn = stack.enter_context(self._engine.connect())
+            stack.enter_context(invalidating(conn))
+            driver_execute(conn, "PRAGMA busy_timeout = 0")
+            try:
+                stack.enter_context(conn.begin())
+            except DBAPIError as exc:
+                if is_locked(exc):
+                    return None
+                raise
+            finally:
+                driver_execute(conn, f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             return stack.pop_all(), conn
 
     @staticmethod
@@ -153,15 +192,21 @@ class GroupCommit:
         return True, result
 
     async def _commit(self, batch: list[_Unit]) -> None:
-        begun = self._executor.submit(self._begin)
         try:
-            transaction, conn = await asyncio.wrap_future(begun)
+            at_once = self._begin_at_once()
+            if at_once is None:
+                begun = self._executor.submit(self._begin)
+                try:
+                    at_once = await asyncio.wrap_future(begun)
+                except asyncio.CancelledError:
+                    begun.add_done_callback(self._abandoned)
+                    raise
         except asyncio.CancelledError:
-            begun.add_done_callback(self._abandoned)
             raise
         except Exception as exc:  # BEGIN failed: no unit of the batch ran
             _settle_all(batch, [(False, exc)] * len(batch))
             return
+        transaction, conn = at_once
         outcomes: list[tuple[bool, Any]] = []
         failure: BaseException | None = None
         grouped = len(batch) > 1
