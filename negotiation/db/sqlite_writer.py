@@ -135,9 +135,10 @@ class GroupCommit:
 
     def _begin_at_once(self) -> tuple[contextlib.ExitStack, Connection] | None:
         """Loop's thread: as :meth:`_begin`, or None where that would wait for the lock file
-        or for another connection's write lock, or for the writer thread to give the connection
-        back (a transaction abandoned at shutdown is still rolling back there)."""
-        if self._engine.pool.checkedout():  # type: ignore[attr-defined]
+        or for another connection's write lock. Only on a connection the pool holds: opening
+        one sets the journal mode, which waits on the lock, and the writer thread may still hold
+        the pool's only one (a transaction abandoned at shutdown, rolling back there)."""
+        if not self._engine.pool.checkedin():  # type: ignore[attr-defined]
             return None
         with contextlib.ExitStack() as stack:
             if not stack.enter_context(self._processes_take_turns(wait=False)):
