@@ -100,13 +100,19 @@ def create_database(url: str) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         return
-    name = make_url(url).database
+    drop_database(url)
+    _on_server(url, 'CREATE DATABASE "{name}"')
 
-    def _recreate(conn: Connection) -> None:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
 
-    run_on(admin_url(url), _recreate, autocommit=True)
+def drop_database(url: str) -> None:
+    """Drop the PostgreSQL database ``url`` names, if it exists (its sessions ended)."""
+    _on_server(url, 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _on_server(url: str, statement: str) -> None:
+    """``statement`` about the database ``url`` names (``{name}``), run outside it."""
+    sql = statement.format(name=make_url(url).database)
+    run_on(admin_url(url), lambda conn: conn.exec_driver_sql(sql), autocommit=True)
 
 
 def admin_url(url: str) -> str:

@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dataset
-from sqlalchemy import Connection
 
 SCENARIOS = ("session", "call", "record")
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
@@ -56,16 +55,6 @@ def _instructions(side: Path, db_url: str, scenario: str, requests: int, out: Pa
         raise RuntimeError(f"{side} {scenario}: exit {done.returncode}\n{done.stderr[-2000:]}")
     out.unlink(missing_ok=True)
     return int(found.group(1).replace(",", ""))
-
-
-def _drop(url: str) -> None:
-    """Drop a run's PostgreSQL database (a SQLite file goes with the temporary directory)."""
-    name = url.rsplit("/", 1)[1]
-
-    def drop(conn: Connection) -> None:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    dataset.run_on(dataset.admin_url(url), drop, autocommit=True)
 
 
 def main() -> int:
@@ -103,7 +92,7 @@ def main() -> int:
                             _instructions, side, url, scenario, count, out
                         )
     for url in made:  # every run has ended (the pool waited for them)
-        _drop(url)
+        dataset.drop_database(url)
     # inprocess.py sends a warm-up run and then --runs runs: twice the count in all.
     measured = 2 * (args.large - args.small)
     print(f"\n{'database':<11}{'scenario':<10}{'before':>12}{'after':>12}{'ratio':>8}")
