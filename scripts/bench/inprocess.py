@@ -268,13 +268,14 @@ def main() -> None:
     )
     import uvloop
 
-    from negotiation.app import create_app  # after the environment is set
+    # The app as `negotiation serve` runs it (its collector and log-record settings).
+    from negotiation.app import create_served_app  # after the environment is set
 
     dataset.create_database(args.db_url)
     dataset.migrate(args.db_url)
     data = dataset.seed(args.db_url, args.rounds)
     with open(os.devnull, "w") as log:
-        sys.exit(uvloop.run(run(args, create_app(), data, log)))
+        sys.exit(uvloop.run(run(args, create_served_app(), data, log)))
 
 
 if __name__ == "__main__":
