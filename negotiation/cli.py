@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 import typer
 
 from negotiation.metrics_dir import metrics_directory
-from negotiation.settings import get_settings, settings_or_exit
+from negotiation.settings import default_workers, get_settings, settings_or_exit
 
 if TYPE_CHECKING:
     from negotiation.db import Database
@@ -330,8 +330,8 @@ SERVE_HELP = (
     "Serve the HTTP API with uvicorn. Migrate the database first (alembic upgrade head).\n\n"
     "Invalid settings (for example NEGOTIATION_ENV=production without keys of your own) stop "
     "it before it listens, with a message naming what to fix.\n\n"
-    "In production run one worker per CPU core: negotiation serve --workers 4. The workers "
-    "share the port, and GET /metrics sums all of them."
+    "Runs one worker per CPU core (at most 4) unless --workers or NEGOTIATION_WORKERS says "
+    "otherwise. The workers share the port, and GET /metrics sums all of them."
 )
 
 
@@ -339,13 +339,16 @@ SERVE_HELP = (
 def serve(
     host: str | None = typer.Option(None, help="Address to bind (default NEGOTIATION_HOST)."),
     port: int | None = typer.Option(None, help="Port (default NEGOTIATION_PORT)."),
-    workers: int = typer.Option(
-        1, min=1, help="Worker processes; in production, one per CPU core."
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        help="Worker processes (default NEGOTIATION_WORKERS, else one per CPU core, at most 4).",
     ),
 ) -> None:
     import uvicorn
 
     settings = settings_or_exit()
+    workers = workers or settings.workers or default_workers()
     with metrics_directory(workers):
         uvicorn.run(
             "negotiation.app:create_served_app",

@@ -305,7 +305,8 @@ def round_fields(row: Any, max_rounds: int) -> dict[str, Any]:
     }
 
 
-_MONEY_FIELDS = ("carrier_offer", "counter_offer", "agreed_rate", "round_limit", "ceiling")
+def _number(amount: Any) -> float | None:
+    return amount if amount is None or type(amount) is float else float(amount)
 
 
 def round_json(row: Any, max_rounds: int) -> dict[str, Any]:
@@ -313,13 +314,37 @@ def round_json(row: Any, max_rounds: int) -> dict[str, Any]:
 
     The round paths send these dicts as they are: Litestar encodes them to the same bytes as
     the model (tests/test_round_views.py) without building and dumping a model per row, which
-    cost a tenth of a session read.
+    cost a tenth of a session read. Built in one pass (not through :func:`round_fields`): a
+    session read makes six of them, and the second dict was a twentieth of its time.
     """
-    fields = round_fields(row, max_rounds)
-    for name in _MONEY_FIELDS:
-        if fields[name] is not None:
-            fields[name] = float(fields[name])
-    return fields
+    decision = row.decision
+    if decision not in NEXT_ACTIONS:
+        decision = None
+    accepted = decision == "accept"
+    is_final = accepted or decision == "reject"
+    max_rounds = getattr(row, "profile_max_rounds", None) or max_rounds
+    offer = _number(row.carrier_offer)
+    return {
+        "id": row.id,
+        "call_id": row.call_id,
+        "session_id": row.session_id,
+        "round_number": row.round_number,
+        "carrier_offer": offer,
+        "decision": decision,
+        "counter_offer": _number(row.counter_offer),
+        "agreed_rate": offer if accepted else None,
+        "accepted": accepted,
+        "is_final": is_final,
+        "rounds_remaining": 0 if is_final else max(max_rounds - row.round_number, 0),
+        "next_action": NEXT_ACTIONS.get(decision) if decision is not None else None,
+        "system_response": row.system_response,
+        "notes": row.notes,
+        "profile": row.profile,
+        "profile_version": row.profile_version,
+        "round_limit": _number(row.round_limit),
+        "ceiling": _number(row.ceiling),
+        "timestamp": row.timestamp,
+    }
 
 
 #: The longest ``ttl_seconds`` a session may ask for: one year.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     require_sessions: bool = False
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    #: Worker processes of ``negotiation serve``; unset: :func:`default_workers`.
+    workers: int | None = Field(None, ge=1, le=64)
     log_level: str = "INFO"
     #: SQLite ``PRAGMA synchronous``: FULL survives power loss, NORMAL survives a killed process.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
@@ -109,6 +112,21 @@ def get_settings() -> Settings:
 
 class ConfigurationError(SystemExit):
     """Invalid settings: exits the process with a message naming each problem (no traceback)."""
+
+
+#: The most workers ``negotiation serve`` starts unless told: each holds up to
+#: ``DB_POOL_SIZE`` PostgreSQL connections, and PostgreSQL allows 100 by default.
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on, at most :data:`MAX_DEFAULT_WORKERS`.
+
+    One process runs one event loop on one core: with a single worker a second core served
+    nothing (docs/PERFORMANCE.md, "The process and the framework").
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, MAX_DEFAULT_WORKERS))
 
 
 def settings_or_exit() -> Settings:

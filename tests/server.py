@@ -53,8 +53,10 @@ def running_server(
     checkout = zlib.crc32(str(Path(__file__).resolve().parent.parent).encode()) % 200
     first = 10000 + checkout * 100 + (worker % 10) * 10
     port = free_port(first, first + 9)
+    # One worker unless asked: the default (one per CPU) would start several per test server.
+    workers = [] if "--workers" in args or "workers" in settings else ["--workers", "1"]
     process = subprocess.Popen(
-        [CLI, "serve", "--port", str(port), *args],
+        [CLI, "serve", "--port", str(port), *workers, *args],
         env=server_env(**settings),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -41,9 +41,17 @@ def _worker_pids(metrics_dir: Path) -> set[str]:
     return {p.stem.split("_")[-1] for p in metrics_dir.glob("counter_*.db")}
 
 
-@pytest.mark.parametrize("own_dir", [False, True], ids=["temporary-dir", "operator-dir"])
+@pytest.mark.parametrize(
+    ("own_dir", "by_setting"),
+    [(False, False), (True, False), (True, True)],
+    ids=["temporary-dir", "operator-dir", "operator-dir-NEGOTIATION_WORKERS"],
+)
 def test_every_scrape_sums_all_workers(
-    sqlite_template: Path, tmp_path: Path, own_dir: bool, monkeypatch: pytest.MonkeyPatch
+    sqlite_template: Path,
+    tmp_path: Path,
+    own_dir: bool,
+    by_setting: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = dbutil.copy_sqlite(sqlite_template, tmp_path / "loads.db")
     metrics_dir = tmp_path / "metrics"
@@ -53,9 +61,11 @@ def test_every_scrape_sums_all_workers(
     else:
         monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     settings = {"database_url": url, "api_keys": KEY}
+    if by_setting:  # serve's --workers left to its default, which reads the setting
+        settings["workers"] = "2"
     with (
         (tmp_path / "server.log").open("wb") as log,
-        running_server(settings, log, args=["--workers", "2"]) as server,
+        running_server(settings, log, args=[] if by_setting else ["--workers", "2"]) as server,
         ThreadPoolExecutor(8) as pool,
     ):
         sent = 0

@@ -32,6 +32,8 @@ import server
 from scenarios import DEFAULT_SCENARIOS, SCENARIOS
 from sqlalchemy.engine import make_url
 
+from negotiation.settings import default_workers
+
 ROOT = dataset.ROOT
 RESULTS = ROOT / "bench-results"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/negotiation_bench"
@@ -248,7 +250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        help="server worker processes (default: one per CPU, as in production; --peer: 1)",
+        help="server worker processes (default: negotiation serve's, one per CPU up to 4)",
     )
     p.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="extra server setting"
@@ -282,7 +284,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.scenarios = [s.strip() for s in (args.scenarios or ",".join(default)).split(",")]
     args.scenarios = [s for s in args.scenarios if s]
     if args.workers is None:
-        args.workers = 1 if args.peer else os.cpu_count() or 1
+        args.workers = default_workers()
     unknown = [s for s in args.scenarios if s not in SCENARIOS] + [
         d for d in args.db if d not in ("sqlite", "postgresql")
     ]

@@ -1,6 +1,6 @@
 """The service against its peer, in one sitting (``scripts/bench/run --peer``).
 
-The service runs as ``./scripts/serve`` starts it (``negotiation serve``, one worker, SQLite);
+The service runs as ``./scripts/serve`` starts it (``negotiation serve``, default workers, SQLite);
 the peer (``peer/app.py``) is the same two operations built the way the original system was:
 FastAPI, plain ``def`` endpoints, a synchronous SQLAlchemy ORM session per request, a SQLite file
 with the original's defaults, round numbers counted in Python. Each gets a fresh database seeded
@@ -153,7 +153,7 @@ def _ratios(medians: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str
 def print_summary(report: dict[str, Any]) -> None:
     a, m = report["settings"], report["machine"]
     print(
-        f"\nService ({a['workers']} worker, SQLite) against the FastAPI peer, {m['date']}, "
+        f"\nService ({a['workers']} worker(s), SQLite) against the FastAPI peer, {m['date']}, "
         f"commit {m['commit']}, {m['nproc']} CPU; {a['connections']} connections, "
         f"{a['duration']:.0f} s per run, median of {a['repeat']} run(s), {a['rounds']:,} rounds"
     )
