@@ -17,11 +17,25 @@ _encode = msgspec.json.Encoder(enc_hook=str).encode
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and the record's ``fields``."""
 
+    _second = -1
+    _prefix = ""
+
+    def _timestamp(self, created: float) -> str:
+        """``created`` as ``datetime.isoformat(timespec="milliseconds")`` writes it in UTC; the
+        date and time of day made once per second (a line is written per request)."""
+        second = int(created)  # rounded as datetime.fromtimestamp rounds it
+        micro = round((created - second) * 1_000_000)
+        if micro == 1_000_000:
+            second, micro = second + 1, 0
+        if second != self._second:
+            moment = dt.datetime.fromtimestamp(second, dt.UTC)
+            self._prefix = moment.isoformat(timespec="seconds").removesuffix("+00:00")
+            self._second = second
+        return f"{self._prefix}.{micro // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

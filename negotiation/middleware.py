@@ -25,6 +25,8 @@ from negotiation.ids import validate_session_id
 from negotiation.metrics import observe_request
 
 access_log = logging.getLogger("negotiation.access")
+#: Where ``Logger.info`` places a record when it does not look up its caller (as served).
+_UNKNOWN_FILE, _UNKNOWN_FUNCTION = "(unknown file)", "(unknown function)"
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,128}")
 _CALL_ID = re.compile(r"\d{1,18}")
@@ -174,15 +176,28 @@ class RequestContextMiddleware:
             route = scope.get("path_template")
             code = state.get("error_code") if status >= 400 else None
             observe_request(scope["method"], route, status, seconds, code)
-            fields = {
-                "method": scope.get("method"),
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-                "request_id": request_id,
-            }
-            if state.get("session_id"):
-                fields["session_id"] = state["session_id"]
-            if state.get("call_id") is not None:
-                fields["call_id"] = state["call_id"]
-            access_log.info("request", extra={"fields": fields})
+            if access_log.isEnabledFor(logging.INFO):
+                _log_access(scope, state, status, seconds, request_id)
+
+
+def _log_access(
+    scope: Scope, state: dict[str, Any], status: int, seconds: float, request_id: str
+) -> None:
+    """The request's access line: a record handed to the access logger's handlers as
+    ``Logger.info`` would, less its dispatch (a line is written per request)."""
+    fields = {
+        "method": scope.get("method"),
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "request_id": request_id,
+    }
+    if state.get("session_id"):
+        fields["session_id"] = state["session_id"]
+    if state.get("call_id") is not None:
+        fields["call_id"] = state["call_id"]
+    record = logging.LogRecord(
+        access_log.name, logging.INFO, _UNKNOWN_FILE, 0, "request", None, None, _UNKNOWN_FUNCTION
+    )
+    record.__dict__["fields"] = fields  # as ``extra={"fields": ...}`` sets it
+    access_log.handle(record)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from negotiation.logs import JsonFormatter
 from tests.helpers import Client, negotiate
@@ -86,3 +89,12 @@ async def test_failed_request_is_logged_once_with_its_ids(
     await negotiate(client, call["id"], -1, "sess-bad")
     (entry,) = access_log.entries()
     assert (entry["status"], entry["session_id"], entry["call_id"]) == (422, "sess-bad", call["id"])
+
+
+ONE_FORMATTER = JsonFormatter()  # one across examples, so its per-second prefix is reused
+
+
+@given(st.floats(min_value=0, max_value=4e9) | st.integers(0, 4 * 10**9).map(lambda s: s - 5e-7))
+def test_the_line_time_is_isoformat_in_milliseconds(created: float) -> None:
+    expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
+    assert ONE_FORMATTER._timestamp(created) == expected
