@@ -59,3 +59,27 @@ def test_timestamps_read_the_same_both_ways(moment: dt.datetime) -> None:
         exact = stamp.result_processor(dialect, None)(value)
         assert stamp.json_result_processor(dialect, None)(value) == exact
         assert exact.tzinfo is dt.UTC
+
+
+SQLITE_SHAPES = [
+    lambda m: m.isoformat(sep=" "),  # as SQLAlchemy stores them
+    lambda m: m.isoformat(sep="T"),
+    lambda m: m.isoformat(sep=" ", timespec="milliseconds"),
+    lambda m: m.isoformat(sep=" ", timespec="minutes"),
+    lambda m: m.date().isoformat(),
+    lambda m: m.isoformat(sep=" ", timespec="seconds") + "+00:00",
+]
+
+
+@given(
+    st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2200, 1, 1)),
+    st.sampled_from(SQLITE_SHAPES),
+)
+def test_sqlite_timestamp_text_of_any_shape_reads_the_same_both_ways(
+    moment: dt.datetime, shape: Any
+) -> None:
+    stamp: Any = UTCDateTime().dialect_impl(SQLITE)
+    value = shape(moment)
+    exact = stamp.result_processor(SQLITE, None)(value)
+    as_json = stamp.json_result_processor(SQLITE, None)(value)
+    assert as_json == exact and as_json.tzinfo is dt.UTC
