@@ -1,9 +1,14 @@
-"""Structured JSON log lines on stdout, configured through Litestar's ``LoggingConfig``."""
+"""Structured JSON log lines on stdout, configured through Litestar's ``LoggingConfig``.
+
+Lines below WARNING reach stdout within 0.2 s of being logged (:class:`FlushingStreamHandler`),
+warnings and errors at once.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from typing import Any
 
 import msgspec
@@ -48,13 +53,61 @@ class JsonFormatter(logging.Formatter):
         return _encode(entry).decode()
 
 
+class FlushingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that flushes lines below WARNING within ``interval`` seconds rather
+    than one by one: a flush is a ``write`` system call, and an access line is written per
+    request (py-spy: 4.7 % of a session read). WARNING and above, and closing (at exit), flush
+    at once. A daemon thread, started with the first line, does the timed flushes.
+    """
+
+    def __init__(self, stream: Any = None, interval: float = 0.2) -> None:
+        super().__init__(stream)
+        self.interval = interval
+        self._pending = False
+        self._closing = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            self.flush()
+            return
+        self._pending = True
+        if self._flusher is None:
+            self._flusher = threading.Thread(
+                target=self._flush_pending, name="log-flusher", daemon=True
+            )
+            self._flusher.start()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
+            self._pending = False
+            super().flush()
+
+    def _flush_pending(self) -> None:
+        while not self._closing.wait(self.interval):
+            if self._pending:
+                self.flush()
+
+    def close(self) -> None:
+        self._closing.set()
+        self.flush()
+        super().close()
+
+
 def logging_config(level: str) -> LoggingConfig:
     """JSON lines on stdout for the service's loggers and the server's."""
     return LoggingConfig(
         formatters={"json": {"()": JsonFormatter}},
         handlers={
             "stdout": {
-                "class": "logging.StreamHandler",
+                "class": "negotiation.logs.FlushingStreamHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": "json",
             }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from negotiation.logs import JsonFormatter
+from negotiation.logs import FlushingStreamHandler, JsonFormatter
 from tests.helpers import Client, negotiate
 
 Make = Callable[..., Awaitable[dict[str, Any]]]
@@ -98,3 +100,39 @@ ONE_FORMATTER = JsonFormatter()  # one across examples, so its per-second prefix
 def test_the_line_time_is_isoformat_in_milliseconds(created: float) -> None:
     expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
     assert ONE_FORMATTER._timestamp(created) == expected
+
+
+def _logger_to(handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(f"negotiation.test-flushing-{id(handler)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger
+
+
+def test_lines_are_flushed_together_warnings_at_once_and_the_rest_at_close() -> None:
+    raw = io.BytesIO()
+    handler = FlushingStreamHandler(io.TextIOWrapper(raw, encoding="utf-8"), interval=3600)
+    logger = _logger_to(handler)
+    logger.info("first")
+    logger.info("second")
+    assert raw.getvalue() == b""  # written, not yet flushed (no write system call per line)
+    logger.warning("third")
+    assert raw.getvalue() == b"first\nsecond\nthird\n"
+    logger.info("fourth")
+    handler.close()  # as logging.shutdown() does at exit
+    logger.removeHandler(handler)
+    assert raw.getvalue().endswith(b"third\nfourth\n")
+
+
+def test_a_quiet_moment_flushes_lines_within_the_interval() -> None:
+    raw = io.BytesIO()
+    handler = FlushingStreamHandler(io.TextIOWrapper(raw, encoding="utf-8"), interval=0.05)
+    logger = _logger_to(handler)
+    logger.info("alone")
+    deadline = time.monotonic() + 10
+    while raw.getvalue() != b"alone\n" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raw.getvalue() == b"alone\n"
+    handler.close()
+    logger.removeHandler(handler)
