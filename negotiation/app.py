@@ -76,7 +76,7 @@ class NegotiationApp(Litestar):
 
     @cached_property
     def _request_context(self) -> RequestContextMiddleware:
-        gate = ApiKeyGate(self._handle, lambda: self.state.settings)
+        gate = ApiKeyGate(self._handle, self.state.settings)
         paths = PathIds(route.path for route in self.routes)  # the routes at the first request
         return RequestContextMiddleware(gate, paths)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import Callable
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -84,12 +83,12 @@ class ApiKeyGate:
     after routing, and parsing the headers into an object cost a tenth of a session read.
     """
 
-    def __init__(self, app: ASGIApp, settings: Callable[[], Settings]) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        settings = self.settings()
+        settings = self.settings
         if scope["type"] != ScopeType.HTTP or not requires_key(scope["path"], settings):
             await self.app(scope, receive, send)
             return
