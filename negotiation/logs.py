@@ -6,6 +6,7 @@ warnings and errors at once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -70,13 +71,13 @@ class FlushingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING:
+                self.flush()
+                return
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
-            return
-        if record.levelno >= logging.WARNING:
-            self.flush()
             return
         self._pending = True
         if self._flusher is None:
@@ -93,7 +94,9 @@ class FlushingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def _flush_pending(self) -> None:
         while not self._closing.wait(self.interval):
             if self._pending:
-                self.flush()
+                # A stream closed under us is tolerated, as logging.shutdown() tolerates it.
+                with contextlib.suppress(OSError, ValueError):
+                    self.flush()
 
     def close(self) -> None:
         self._closing.set()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from negotiation.settings import default_workers
 from tests import dbutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,8 @@ def test_peer_comparison_reports_both_sides_and_their_ratios(tmp_path: Path) -> 
         "--peer", "--sqlite-path", str(tmp_path / "bench.db"), "--json", str(report_path)
     )
     report = json.loads(report_path.read_text())
-    assert report["kind"] == "peer" and report["settings"]["workers"] == 1
+    # ./scripts/serve's defaults: as many workers as negotiation serve starts unless told.
+    assert report["kind"] == "peer" and report["settings"]["workers"] == default_workers()
     for side in ("service", "peer"):
         assert set(report["runs"][side]) == {"record", "overlap", "session"}, side
         for name, (run,) in report["runs"][side].items():

@@ -136,3 +136,19 @@ def test_a_quiet_moment_flushes_lines_within_the_interval() -> None:
     assert raw.getvalue() == b"alone\n"
     handler.close()
     logger.removeHandler(handler)
+
+
+def test_a_stream_closed_under_the_handler_does_not_stop_its_flushes() -> None:
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    handler = FlushingStreamHandler(stream, interval=0.01)
+    logger = _logger_to(handler)
+    logger.info("before the stream closes")
+    stream.close()  # e.g. the process's stdout replaced and closed
+    deadline = time.monotonic() + 10
+    while handler._pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not handler._pending  # the flush was tried ...
+    assert handler._flusher is not None and handler._flusher.is_alive()  # ... and survived
+    handler.stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # not setStream: it flushes
+    handler.close()
+    logger.removeHandler(handler)
