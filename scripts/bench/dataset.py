@@ -301,26 +301,28 @@ def add_fresh_calls(url: str, count: int) -> int:
 
 
 def duplicated_rounds(url: str) -> int:
-    """How many stored rounds repeat the round number of another in the same negotiation.
-
-    The checks read in autocommit: in a ``BEGIN IMMEDIATE`` transaction they held SQLite's write
-    lock outside the service's writer lock file, so a round arriving meanwhile (one still in
-    flight as a run ended) waited in SQLite's busy handler."""
-    query = (
+    """How many stored rounds repeat the round number of another in the same negotiation."""
+    return _count(
+        url,
         "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM negotiations "
-        "GROUP BY call_id, coalesce(session_id, ''), round_number HAVING count(*) > 1) AS d"
+        "GROUP BY call_id, coalesce(session_id, ''), round_number HAVING count(*) > 1) AS d",
     )
-    return int(run_on(url, lambda conn: conn.exec_driver_sql(query).scalar_one(), autocommit=True))
 
 
 def round_count(url: str, calls: range | None = None) -> int:
     """Rounds recorded, on ``calls`` only when given."""
     where = "" if calls is None else f" WHERE call_id >= {calls.start} AND call_id < {calls.stop}"
-    sql = f"SELECT count(*) FROM negotiations{where}"
-    return int(run_on(url, lambda conn: conn.exec_driver_sql(sql).scalar_one(), autocommit=True))
+    return _count(url, f"SELECT count(*) FROM negotiations{where}")
 
 
 def rounds_beyond_limit(url: str, max_rounds: int = 3) -> int:
     """Rounds numbered past the policy's limit (must be zero)."""
-    query = f"SELECT count(*) FROM negotiations WHERE round_number > {int(max_rounds)}"
+    return _count(url, f"SELECT count(*) FROM negotiations WHERE round_number > {int(max_rounds)}")
+
+
+def _count(url: str, query: str) -> int:
+    """The one number ``query`` answers, read in autocommit: in a ``BEGIN IMMEDIATE``
+    transaction a check held SQLite's write lock outside the service's writer lock file, so a
+    round arriving meanwhile (one still in flight as a run ended) waited in SQLite's busy
+    handler."""
     return int(run_on(url, lambda conn: conn.exec_driver_sql(query).scalar_one(), autocommit=True))
