@@ -52,7 +52,8 @@ class RoundsResponse(Response[list[RoundRead]]):
     ) -> ASGIResponse:
         cookies = list(cookies or ())
         usual = not (background or self.background or cookies or self.cookies or encoded_headers)
-        json = (self.media_type or media_type) in (None, MediaType.JSON)
+        # A handler returning a Response passes media_type "" (Litestar then sends JSON).
+        json = (self.media_type or media_type or MediaType.JSON) == MediaType.JSON
         if not usual or is_head_response or not json:
             return super().to_asgi_response(
                 app,

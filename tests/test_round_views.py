@@ -11,14 +11,16 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from litestar import Response
+from litestar import Litestar, Response
+from litestar.handlers import HTTPRouteHandler
 from litestar.plugins.pydantic import PydanticInitPlugin
 from litestar.serialization import encode_json, get_serializer
 
 from negotiation.idempotency import encode
-from negotiation.rounds import RoundsResponse
+from negotiation.rounds import RoundsResponse, _JsonSent
 from negotiation.schemas import Page, RoundRead, round_fields, round_json
 
 
@@ -115,6 +117,23 @@ def test_a_round_listing_sends_what_litestars_response_sends(
     headers = {"Link": link} if link else {}
     listing = RoundsResponse(cast("list[RoundRead]", items), headers=headers)
     assert _sent(listing) == _sent(Response(items, headers=headers))
+
+
+@pytest.mark.parametrize("operation_id", ["listSessionRounds", "listCallRounds"])
+def test_the_round_listings_take_the_short_path(app: Litestar, operation_id: str) -> None:
+    """Litestar passes a route's own media type; the listings' must not send them the long way."""
+    handlers = [
+        handler
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        if isinstance(handler, HTTPRouteHandler) and handler.operation_id == operation_id
+    ]
+    assert len(handlers) == 1
+    listing = RoundsResponse(cast("list[RoundRead]", []))
+    kwargs: dict[str, Any] = {"headers": {}, "cookies": [], "media_type": handlers[0].media_type}
+    assert isinstance(listing.to_asgi_response(None, cast(Any, None), **kwargs), _JsonSent)
+    kwargs["media_type"] = "text/csv"
+    assert not isinstance(listing.to_asgi_response(None, cast(Any, None), **kwargs), _JsonSent)
 
 
 def test_flags_follow_the_decision() -> None:
