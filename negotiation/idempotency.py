@@ -46,6 +46,7 @@ from negotiation.db import Database
 from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable
 from negotiation.errors import ApiError, envelope
 from negotiation.models import IdempotencyKey
+from negotiation.responses import JsonResponse
 from negotiation.settings import Settings
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ class Outcome:
 
     def response(self) -> Response[Any]:
         headers = {REPLAYED_HEADER: "true"} if self.replayed else {}
-        return Response(
+        return JsonResponse(
             self.body, status_code=self.status, media_type=MediaType.JSON, headers=headers
         )
 

@@ -6,21 +6,16 @@ each decision (and legacy text the policy never writes), missing money, any roun
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from decimal import Decimal
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from litestar import Litestar, Response
-from litestar.handlers import HTTPRouteHandler
 from litestar.plugins.pydantic import PydanticInitPlugin
 from litestar.serialization import encode_json, get_serializer
 
 from negotiation.idempotency import encode
-from negotiation.rounds import RoundsResponse, _JsonSent
 from negotiation.schemas import Page, RoundRead, round_fields, round_json
 
 
@@ -90,50 +85,6 @@ def test_a_page_of_round_json_encodes_as_the_page_model(
     as_sent = {"items": [round_json(r, 3) for r in page], "next_cursor": cursor}
     model = Page[RoundRead](items=[RoundRead.from_row(r, 3) for r in page], next_cursor=cursor)
     assert encode_json(as_sent, SERIALIZER) == encode_json(model, SERIALIZER)
-
-
-def _sent(response: Response[Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """What the response sends, as Litestar's HTTP route would run it."""
-    asgi = response.to_asgi_response(None, request=cast(Any, None), headers={}, cookies=[])
-    messages: list[Any] = []
-
-    async def send(message: Any) -> None:
-        messages.append(message)
-
-    async def receive() -> Any:
-        return {"type": "http.disconnect"}
-
-    asyncio.run(asgi({"type": "http"}, receive, send))  # type: ignore[arg-type]
-    start, body = messages
-    assert body["type"] == "http.response.body" and not body.get("more_body")
-    return start["status"], sorted(start["headers"]), body["body"]
-
-
-@given(page=st.lists(rows, max_size=4), link=st.one_of(st.none(), st.just('</x?a=1>; rel="next"')))
-def test_a_round_listing_sends_what_litestars_response_sends(
-    page: list[Row], link: str | None
-) -> None:
-    items = [round_json(r, 3) for r in page]
-    headers = {"Link": link} if link else {}
-    listing = RoundsResponse(cast("list[RoundRead]", items), headers=headers)
-    assert _sent(listing) == _sent(Response(items, headers=headers))
-
-
-@pytest.mark.parametrize("operation_id", ["listSessionRounds", "listCallRounds"])
-def test_the_round_listings_take_the_short_path(app: Litestar, operation_id: str) -> None:
-    """Litestar passes a route's own media type; the listings' must not send them the long way."""
-    handlers = [
-        handler
-        for route in app.routes
-        for handler in getattr(route, "route_handlers", ())
-        if isinstance(handler, HTTPRouteHandler) and handler.operation_id == operation_id
-    ]
-    assert len(handlers) == 1
-    listing = RoundsResponse(cast("list[RoundRead]", []))
-    kwargs: dict[str, Any] = {"headers": {}, "cookies": [], "media_type": handlers[0].media_type}
-    assert isinstance(listing.to_asgi_response(None, cast(Any, None), **kwargs), _JsonSent)
-    kwargs["media_type"] = "text/csv"
-    assert not isinstance(listing.to_asgi_response(None, cast(Any, None), **kwargs), _JsonSent)
 
 
 def test_flags_follow_the_decision() -> None:
