@@ -202,9 +202,7 @@ class GroupCommit:
                 except asyncio.CancelledError:
                     begun.add_done_callback(self._abandoned)
                     raise
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # BEGIN failed: no unit of the batch ran
+        except Exception as exc:  # BEGIN failed: no unit of the batch ran (not a cancellation)
             _settle_all(batch, [(False, exc)] * len(batch))
             return
         transaction, conn = at_once
