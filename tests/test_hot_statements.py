@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from negotiation import booking, queries, recording, sessions
+from negotiation import booking, queries, recording, round_statements, sessions
 from negotiation.app import create_app
 from negotiation.db import normalize_url
 from negotiation.db.statements import HotStatement
@@ -33,28 +33,30 @@ START = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 
 
 #: Statements for every database that one of them never runs: PostgreSQL records a round with
-#: combined statements (negotiation.recording), and only it locks a call's row.
+#: combined statements (negotiation.round_statements), and only it locks a call's row.
 NOT_RUN_ON = {
     "sqlite": {
-        "negotiation.recording._CALL_LOCKED",
-        # The row lock on a call's load (imported by negotiation.recording too).
+        "negotiation.round_statements.CALL_LOCKED",
+        # The row lock on a call's load.
         "negotiation.booking.LOCK_LOAD",
-        "negotiation.recording.LOCK_LOAD",
     },
     "postgresql": {
-        "negotiation.recording._CALL",
-        "negotiation.recording._TOUCH",
-        "negotiation.recording._RECORD",
-        *(f"negotiation.recording._CLOSE_CALL[{d!r}]" for d in ("accept", "counter", "reject")),
+        "negotiation.round_statements.CALL",
+        "negotiation.round_statements.TOUCH",
+        "negotiation.round_statements.RECORD",
+        *(
+            f"negotiation.round_statements.CLOSE_CALL[{d!r}]"
+            for d in ("accept", "counter", "reject")
+        ),
         # An unseen session's first round is rejected only when MAX_ROUNDS is 1.
-        "negotiation.recording._RECORD_IF_UNCHANGED[('unseen', 'reject')]",
+        "negotiation.round_statements.RECORD_IF_UNCHANGED[('unseen', 'reject')]",
     },
 }
 
 
 def _module_statements() -> Iterator[tuple[str, HotStatement]]:
     """The hot statements defined at module level (alone or in a dict) in the service."""
-    for module in (queries, recording, sessions, booking):
+    for module in (queries, round_statements, sessions, booking):
         for name, value in vars(module).items():
             if isinstance(value, HotStatement):
                 yield f"{module.__name__}.{name}", value
