@@ -42,10 +42,10 @@ from negotiation.sessions import (
 
 __all__ = ["Offer", "PolicySettings", "record_offer", "record_round", "round_in_transaction"]
 
-# On PostgreSQL a round is first tried unlocked (_record_unlocked: two statements), then, when
-# another request got in between, in a transaction that locks first (_record_locked); SQLite
-# runs the locked path's statements in its write transaction. The statements:
-# negotiation.round_statements.
+# On PostgreSQL a round is first tried unlocked (_record_unlocked: two statements, tried again
+# when another request got in between), then in a transaction that locks first
+# (_record_locked); SQLite runs the locked path's statements in its write transaction. The
+# statements: negotiation.round_statements.
 
 
 def _last_round(
@@ -115,14 +115,27 @@ async def record_offer(db: Database, o: Offer) -> Any:
     return await db.write_hot(round_in_transaction, o, first_try=_first_try)
 
 
+#: PostgreSQL: how many times a round is tried unlocked before it takes the locked path. A
+#: call's three offers sent at once are recorded in turn, the last at its third try, without
+#: one waiting on another's five round trips under a lock (docs/PERFORMANCE.md).
+UNLOCKED_TRIES = 3
+#: :func:`_record_unlocked`'s answer when another request changed the negotiation in between.
+_CHANGED: Any = object()
+
+
 def _first_try(conn: DriverConnection, o: Offer) -> Any | None:
     check_session_id(o.session_id)
-    return _record_unlocked(conn, o)
+    for _ in range(UNLOCKED_TRIES):
+        row = _record_unlocked(conn, o)
+        if row is not _CHANGED:
+            return row
+    return None
 
 
-def _record_unlocked(conn: DriverConnection, o: Offer) -> Any | None:
-    """PostgreSQL, outside a transaction: the round in two statements; None if another
-    request changed the negotiation in between (or an unseen session must be looked up).
+def _record_unlocked(conn: DriverConnection, o: Offer) -> Any:
+    """PostgreSQL, outside a transaction: the round in two statements; :data:`_CHANGED` if
+    another request changed the negotiation in between (nothing was recorded: a guard's own
+    write at most, docs/BOOKINGS.md); None if only the locked path can record it.
 
     The first reads the call, the session and the last round; the second records the round
     only if the session is still open (or still unseen) and the round's number still free, in
@@ -159,9 +172,10 @@ def _record_unlocked(conn: DriverConnection, o: Offer) -> Any | None:
     last = context if context.round_number is not None else None
     values = next_round(context, last, o, profile)
     try:
-        return RECORD_IF_UNCHANGED[guard, values["decision"]].first(conn, values | params)
+        row = RECORD_IF_UNCHANGED[guard, values["decision"]].first(conn, values | params)
     except IntegrityError:
-        return None  # a round recorded meanwhile took this round's number
+        return _CHANGED  # a round recorded meanwhile took this round's number
+    return _CHANGED if row is None else row
 
 
 def _record_locked(conn: Conn, o: Offer) -> Any:

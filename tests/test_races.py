@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from negotiation.app import create_app
-from negotiation.db import Database, normalize_url
+from negotiation.db import Database, DriverConnection, normalize_url
 from negotiation.db.errors import DatabaseBusy
 from negotiation.settings import Settings
 from tests import dbutil
@@ -228,6 +228,40 @@ async def test_a_round_that_waited_for_its_session_reads_the_round_committed_mea
             await until_waiting_for_a_lock(postgres_url)
             await other.commit()
         await assert_recorded_as_the_last_round(waiting, postgres_url)
+
+
+@pytest.mark.postgres
+async def test_a_round_that_met_another_is_tried_again_without_a_lock(postgres_url: str) -> None:
+    """The round's write waited for another round of its session and found it committed: its
+    two statements run again, reading the negotiation anew, and record it with no lock taken."""
+    statements: list[str] = []
+
+    def capture(conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if isinstance(conn, DriverConnection):  # the app's statements, not the test's
+            statements.append(sql)
+
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,), db_retries=0))
+    async with concurrent_client(app) as (c, _):
+        [call_id] = await setup_calls(c, 1)
+        url = f"/api/calls/{call_id}/negotiate"
+        body = {"carrier_offer": ABOVE_CEILING, "session_id": "again"}
+        assert (await c.post(url, json=body)).json()["round_number"] == 1
+        async with other_transaction(postgres_url) as other:
+            await other.execute(
+                text("UPDATE sessions SET last_activity = now() WHERE session_id = 'again'")
+            )
+            await insert_round_two(other, call_id, "again")
+            event.listen(Engine, "before_cursor_execute", capture)
+            try:
+                waiting = asyncio.create_task(c.post(url, json=body))
+                await until_waiting_for_a_lock(postgres_url)
+                await other.commit()
+                await assert_recorded_as_the_last_round(waiting, postgres_url)
+            finally:
+                event.remove(Engine, "before_cursor_execute", capture)
+    # Read, write (refused: the session changed), read, write.
+    assert [sql.split(None, 1)[0] for sql in statements] == ["SELECT", "WITH"] * 2, statements
+    assert "FOR UPDATE" not in " ".join(statements)
 
 
 @pytest.mark.postgres

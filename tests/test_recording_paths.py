@@ -1,7 +1,8 @@
 """Both ways PostgreSQL records a round store the same rows and answer the same bodies.
 
-A round on PostgreSQL is first tried as guarded statements without locks and, when something
-competed with it, recorded in a transaction that locks first (``negotiation.recording``). The
+A round on PostgreSQL is first tried as guarded statements without locks (again, up to
+``UNLOCKED_TRIES`` times, when something competed with it) and then recorded in a transaction
+that locks first (``negotiation.recording``). The
 same offers are sent twice to a fresh database: once as the service runs, once with the
 unlocked attempt always standing aside, so every round takes the locked path. SQLite, which has
 only the locked path, must agree with both.
@@ -97,3 +98,49 @@ async def test_the_unlocked_and_the_locked_path_store_the_same_rows(
     on_sqlite = await _negotiate(dbutil.copy_sqlite(sqlite_template, tmp_path / "loads.db"))
     assert on_sqlite[0] == as_served[0]
     assert on_sqlite[1]["negotiations"] == as_served[1]["negotiations"]
+
+
+def _told_of_changes(patch: pytest.MonkeyPatch, tries_refused: int) -> dict[str, int]:
+    """Each round's first ``tries_refused`` unlocked tries answer that another request got in
+    first (without trying); the unlocked and locked attempts are counted."""
+    counts = {"unlocked": 0, "locked": 0}
+    tries: dict[int, int] = {}
+    offers: list[Any] = []  # kept alive, so that no other offer takes one's id
+    unlocked, locked = recording._record_unlocked, recording._record_locked
+
+    def unlocked_told(conn: Any, o: Any) -> Any:
+        counts["unlocked"] += 1
+        offers.append(o)
+        tries[id(o)] = tries.get(id(o), 0) + 1
+        return recording._CHANGED if tries[id(o)] <= tries_refused else unlocked(conn, o)
+
+    def locked_counted(conn: Any, o: Any) -> Any:
+        counts["locked"] += 1
+        return locked(conn, o)
+
+    patch.setattr(recording, "_record_unlocked", unlocked_told)
+    patch.setattr(recording, "_record_locked", locked_counted)
+    return counts
+
+
+@pytest.mark.postgres
+async def test_a_round_that_meets_changes_is_tried_again_then_locked(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Told another request got in first, a round tries its two statements again, up to
+    ``UNLOCKED_TRIES`` times in all, then takes the locked path; the rows and answers stay
+    those of the service as it runs."""
+    with monkeypatch.context() as patch:
+        served = _told_of_changes(patch, tries_refused=0)
+        as_served = await _negotiate(postgres_url)
+    offers = served["unlocked"]  # one unlocked try per offer that reached it
+    assert offers > 0 and served["locked"] < offers
+    for refused in (1, recording.UNLOCKED_TRIES - 1, recording.UNLOCKED_TRIES):
+        await asyncio.to_thread(dbutil.truncate_postgres, postgres_url)
+        with monkeypatch.context() as patch:
+            counts = _told_of_changes(patch, tries_refused=refused)
+            assert await _negotiate(postgres_url) == as_served
+        if refused < recording.UNLOCKED_TRIES:
+            assert counts == {"unlocked": offers * (refused + 1), "locked": served["locked"]}
+        else:
+            assert counts == {"unlocked": offers * refused, "locked": offers}
