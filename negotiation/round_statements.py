@@ -3,11 +3,12 @@
 On PostgreSQL, where every statement is a round trip, a round is tried in two statements
 outside a transaction (:data:`ROUND_CONTEXT`, then one of :data:`RECORD_IF_UNCHANGED`): one
 reads everything the decision depends on, the other writes the round only if that still
-holds, atomically. When another request got in between, the round is recorded in a transaction
-that locks first (:data:`CALL_AND_SESSION`, :data:`CALL_LOCKED`, :data:`TOUCH_AND_LAST_ROUND`,
-:data:`RECORD_AND_CLOSE`). SQLite's write transaction (``BEGIN IMMEDIATE``) already excludes
-every other writer: it runs the locked path's statements one by one, and has no data-modifying
-CTEs. :mod:`negotiation.recording` decides which to run.
+holds, atomically. When other requests keep getting in between, the round is recorded in a
+transaction that locks first (:data:`CALL_AND_SESSION`, :data:`CALL_LOCKED`,
+:data:`TOUCH_AND_LAST_ROUND`, :data:`RECORD_AND_CLOSE`). SQLite's write transaction
+(``BEGIN IMMEDIATE``) already excludes every other writer: it runs the locked path's
+statements one by one, and has no data-modifying CTEs. :mod:`negotiation.recording` decides
+which to run.
 """
 
 from __future__ import annotations
