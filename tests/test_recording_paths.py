@@ -2,10 +2,11 @@
 
 A round on PostgreSQL is first tried as guarded statements without locks (again, up to
 ``UNLOCKED_TRIES`` times, when something competed with it) and then recorded in a transaction
-that locks first (``negotiation.recording``). The
-same offers are sent twice to a fresh database: once as the service runs, once with the
-unlocked attempt always standing aside, so every round takes the locked path. SQLite, which has
-only the locked path, must agree with both.
+that locks first (``negotiation.recording``). The same offers are sent twice to a fresh
+database: once as the service runs, once with the unlocked attempt always standing aside, so
+every round takes the locked path. SQLite, which has only the locked path, must agree with
+both. Then rounds told that another request got in first try again, and lock after the last
+try, with the same outcome.
 """
 
 from __future__ import annotations
