@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -333,6 +335,42 @@ async def test_mcp_takes_the_api_keys_in_either_header(settings: Settings) -> No
                     async with mcp_session(base_url, era, wrong) as client:
                         await client.list_tools()
                 assert refused.group_contains(MCPError)
+
+
+#: A worker serving /api, then /mcp: whether the MCP SDK was loaded before and after.
+_ON_DEMAND = """
+import json, sys
+from litestar.testing import TestClient
+from negotiation.app import create_app
+from negotiation.settings import Settings
+
+app = create_app(Settings(database_url=sys.argv[1], api_keys=(sys.argv[2],)))
+with TestClient(app) as client:
+    client.headers["X-API-Key"] = sys.argv[2]
+    assert client.get("/api/loads").status_code == 200
+    before = "mcp" in sys.modules
+    answer = client.post("/mcp", json=json.loads(sys.argv[3]), headers=json.loads(sys.argv[4]))
+    print(json.dumps([before, answer.status_code, "mcp" in sys.modules]))
+"""
+
+
+def test_a_worker_loads_the_mcp_sdk_at_its_first_mcp_request(settings: Settings) -> None:
+    """The SDK is a third of a worker's memory: a worker that serves only /api never loads it."""
+    args = [settings.database_url, API_KEY, json.dumps(INITIALIZE), json.dumps(ACCEPT)]
+    done = subprocess.run(
+        [sys.executable, "-c", _ON_DEMAND, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [False, 200, True]  # after the log lines
+
+
+async def test_first_mcp_requests_at_once_share_one_manager(settings: Settings) -> None:
+    with serving(create_app(settings)) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": API_KEY}) as raw:
+            answers = await asyncio.gather(
+                *(raw.post("/mcp", json=INITIALIZE, headers=ACCEPT) for _ in range(5))
+            )
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
 
 
 async def test_request_and_session_ids_as_on_the_api(
