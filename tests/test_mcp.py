@@ -373,6 +373,22 @@ async def test_first_mcp_requests_at_once_share_one_manager(settings: Settings) 
     assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
 
 
+async def test_an_mcp_manager_that_fails_to_start_fails_its_requests_not_the_app(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(_context: Any) -> Any:
+        raise RuntimeError("no server today")
+
+    monkeypatch.setattr("negotiation.agents.server.build_server", broken)
+    with serving(create_app(settings)) as base_url:  # and it stops cleanly at the end
+        async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": API_KEY}) as raw:
+            for _ in range(2):
+                failed = await raw.post("/mcp", json=INITIALIZE, headers=ACCEPT)
+                assert_error(failed, 500, "INTERNAL_ERROR")
+                assert "no server today" not in failed.text
+            assert (await raw.get("/api/loads")).status_code == 200
+
+
 async def test_request_and_session_ids_as_on_the_api(
     base_url: str, http: httpx.AsyncClient
 ) -> None:

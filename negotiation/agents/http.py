@@ -11,7 +11,6 @@ first MCP request, not at startup (:class:`McpOnDemand`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
@@ -68,15 +67,17 @@ class McpOnDemand:
                 await self._stop.wait()
         except BaseException as exc:
             if not started.done():  # the requests waiting for it fail with it
-                started.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    started.cancel()
+                else:
+                    started.set_exception(exc)
             raise
 
     async def close(self) -> None:
         """Stop the manager, if a request started it (one that failed to start told them)."""
         self._stop.set()
         if self._running is not None:
-            with contextlib.suppress(Exception):
-                await self._running
+            await asyncio.gather(self._running, return_exceptions=True)
 
 
 def mcp_lifespan(
