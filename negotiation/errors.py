@@ -27,19 +27,14 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
-from litestar.types import (
-    ExceptionHandlersMap,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
-    Scope,
-    Send,
-)
+from litestar.types import ExceptionHandlersMap, Scope, Send
 
 from negotiation.db.errors import DatabaseBusy, DatabaseUnavailable, InvalidData
 from negotiation.ids import SESSION_ID_REGEX, validate_session_id
 from negotiation.messages import Failure, shorten, validation_failures
 from negotiation.metrics import DB_BUSY, DB_UNAVAILABLE
 from negotiation.middleware import PATH_IDS_STATE
+from negotiation.responses import json_headers, send_json
 
 logger = logging.getLogger("negotiation.errors")
 
@@ -130,16 +125,7 @@ def _respond(
 async def send_error(scope: Scope, send: Send, exc: ApiError) -> None:
     """Answer ``exc`` in the envelope straight on the ASGI channel (no route, no Request)."""
     body = encode_json(error_body(scope, exc.code, exc.message, exc.details))
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": exc.status_code,
-        "headers": headers,
-    }
-    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
-    await send(start)
-    await send(end)
+    await send_json(send, exc.status_code, json_headers(body, exc.headers), body)
 
 
 def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:

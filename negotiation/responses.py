@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from litestar import Litestar, Request, Response
@@ -10,7 +10,14 @@ from litestar.datastructures import Cookie
 from litestar.enums import MediaType
 from litestar.response.base import ASGIResponse
 from litestar.serialization import encode_json
-from litestar.types import Receive, Scope, Send, TypeEncodersMap
+from litestar.types import (
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+    TypeEncodersMap,
+)
 
 T = TypeVar("T")
 
@@ -63,10 +70,7 @@ class JsonResponse(Response[T]):
                 type_encoders=type_encoders,
             )
         body = content if isinstance(content, bytes) else encode_json(content)
-        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        for name, value in {**(headers or {}), **self.headers}.items():
-            raw.append((name.lower().encode("latin-1"), str(value).encode("latin-1")))
-        return _JsonSent(status, raw, body)
+        return _JsonSent(status, json_headers(body, {**(headers or {}), **self.headers}), body)
 
 
 class _JsonSent(ASGIResponse):
@@ -82,7 +86,26 @@ class _JsonSent(ASGIResponse):
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
-        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+        await send_json(send, self.status_code, self.raw_headers, self.body)
+
+
+def json_headers(body: bytes, headers: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+    """The raw headers of a JSON ``body``: its type and length, then ``headers`` (names in
+    lower case, as Litestar sends them)."""
+    raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    raw += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+    return raw
+
+
+async def send_json(
+    send: Send, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    """A whole response on the ASGI channel: its start, then its body in one message."""
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": raw_headers,
+    }
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)
