@@ -347,6 +347,8 @@ def serve(
 ) -> None:
     import uvicorn
 
+    from negotiation.serving import CoalescingHttpToolsProtocol
+
     settings = settings_or_exit()
     workers = workers or settings.workers or default_workers()
     with metrics_directory(workers):
@@ -359,6 +361,7 @@ def serve(
             log_config=None,
             access_log=False,
             proxy_headers=True,
+            http=CoalescingHttpToolsProtocol,
         )
 
 
