@@ -17,6 +17,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+#: Writes larger than this follow a held one separately rather than joined to it.
+JOIN_LIMIT = 64 * 1024
+
 
 class CoalescingTransport:
     """A transport whose lone write waits for the next write or the loop's next turn."""
@@ -35,7 +38,11 @@ class CoalescingTransport:
             self._loop.call_soon(self._release)
         else:
             self._held = None
-            self._transport.write(held + data)
+            if len(data) > JOIN_LIMIT:  # a large body is not copied to save one system call
+                self._transport.write(held)
+                self._transport.write(data)
+            else:
+                self._transport.write(held + data)
 
     def writelines(self, lines: Any) -> None:
         self.write(b"".join(lines))

@@ -17,7 +17,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from negotiation.serving import CoalescingHttpToolsProtocol, CoalescingTransport
+from negotiation.serving import JOIN_LIMIT, CoalescingHttpToolsProtocol, CoalescingTransport
 from tests import dbutil
 from tests.server import running_server
 
@@ -121,6 +121,15 @@ async def test_a_lone_write_leaves_at_the_end_of_the_loops_turn() -> None:
     assert transport.writes == [b"head", b"ab"]
     await asyncio.sleep(0)
     assert transport.writes == [b"head", b"ab", b"c"]
+
+
+async def test_a_large_body_follows_the_head_without_being_joined_to_it() -> None:
+    transport = RecordingTransport()
+    held = CoalescingTransport(transport, asyncio.get_running_loop())
+    body = b"x" * (JOIN_LIMIT + 1)
+    held.write(b"head")
+    held.write(body)
+    assert transport.writes == [b"head", body]
 
 
 async def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:
