@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from negotiation import recording
 from negotiation.settings import Settings
+from tests import dbutil
 from tests.helpers import (
     assert_error,
     client_for,
@@ -195,6 +196,23 @@ async def test_precedence_session_then_load_then_standard(
     standard = await offer_ok(client, plain["id"], 2500)
     assert (standard["profile"], standard["profile_version"]) == ("standard", 1)
     assert standard["rounds_remaining"] == 2
+
+
+async def test_a_round_records_standard_when_no_start_has(
+    client: Client, database_url: str, make_call: Make, path: str
+) -> None:
+    """A database whose ``standard`` was never recorded (its rows gone since this start): the
+    first round records it from the settings and is decided by it, in a session or not."""
+    call = await make_call()
+    await dbutil.execute(database_url, "DELETE FROM pricing_profiles")
+    assert (await client.get("/api/profiles/standard")).status_code == 404
+    in_session = await offer_ok(client, call["id"], 2500, "s-standard")
+    assert (in_session["profile"], in_session["profile_version"]) == ("standard", 1)
+    assert (in_session["decision"], in_session["rounds_remaining"]) == ("counter", 2)
+    alone = await offer_ok(client, call["id"], 2500)
+    assert (alone["profile"], alone["profile_version"]) == ("standard", 1)
+    listed = (await client.get("/api/profiles")).json()["items"]
+    assert [(p["name"], p["version"]) for p in listed] == [("standard", 1)]
 
 
 async def test_a_negotiation_keeps_its_version_after_a_put(
