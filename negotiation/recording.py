@@ -10,14 +10,16 @@ half-written.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from negotiation.booking import LOCK_LOAD, book
 from negotiation.db import Conn, Database, DriverConnection
+from negotiation.errors import ApiError
 from negotiation.next_round import Offer, PolicySettings, checked_call, next_round
 from negotiation.round_profiles import locked_profile, profile_of
 from negotiation.round_statements import (
@@ -29,9 +31,12 @@ from negotiation.round_statements import (
     RECORD,
     RECORD_AND_CLOSE,
     RECORD_IF_UNCHANGED,
+    RECORD_TOGETHER,
     ROUND_CONTEXT,
+    ROUND_CONTEXTS,
     TOUCH,
     TOUCH_AND_LAST_ROUND,
+    together_params,
 )
 from negotiation.sessions import (
     check_session_id,
@@ -110,9 +115,113 @@ def round_in_transaction(conn: Conn, o: Offer) -> Any:
 
 
 async def record_offer(db: Database, o: Offer) -> Any:
-    """:func:`round_in_transaction` as a unit of work of its own; on PostgreSQL first tried
-    without locks (:func:`_record_unlocked`), so an uncontended round is two statements."""
-    return await db.write_hot(round_in_transaction, o, first_try=_first_try)
+    """:func:`round_in_transaction` as a unit of work of its own.
+
+    On PostgreSQL first tried without locks, together with the other rounds asked for at the
+    same time (:func:`record_together`: two statements for all of them; alone, the same two
+    as :func:`_record_unlocked`), then, if another request changed its negotiation first, in a
+    unit of its own: tried without locks again, then locked.
+    """
+    if db.is_sqlite:
+        return await db.write_hot(round_in_transaction, o)
+    check_session_id(o.session_id)  # before the shared unit: every item of it must be valid
+    answer = await db.write_shared(record_together, o)
+    if isinstance(answer, ApiError):
+        raise answer
+    if answer is not None:
+        return answer
+    first_try = functools.partial(_first_try, tries=UNLOCKED_TRIES - 1)
+    return await db.write_hot(round_in_transaction, o, first_try=first_try)
+
+
+def record_together(conn: DriverConnection, offers: list[Offer]) -> list[Any]:
+    """PostgreSQL, for :meth:`~negotiation.db.Database.write_shared`: the offers asked for at
+    the same time, each tried once without locks, as :func:`_record_unlocked` tries one.
+
+    One statement reads every offer's context (:data:`ROUND_CONTEXTS`), one records the
+    counters and rejects of distinct negotiations (:data:`RECORD_TOGETHER`); a lone offer is
+    recorded by its own statement, an accept among others (it books a load) on its own
+    connection afterwards. Each offer's answer is
+    its recorded round, the :class:`ApiError` refusing it, or None: try it again on its own
+    (another offer changed its negotiation first, a second offer on one negotiation, or only
+    the locked path can record it). Whatever fails after the first write is that offer's
+    None, so the unit never runs again once something was committed.
+    """
+    contexts = round_contexts(conn, [(o.call_id, o.session_id) for o in offers])
+    answers: list[Any] = [None] * len(offers)
+    together: list[tuple[int, str, dict[str, Any]]] = []
+    alone: list[int] = []
+    negotiations: set[Any] = set()
+    for i, (o, context) in enumerate(zip(offers, contexts, strict=True)):
+        # A call's own negotiation and a session's are both keyed by the call: offers on one
+        # call never go together (nor do two offers in one session).
+        keys = {o.call_id, ("session", o.session_id)} if o.session_id else {o.call_id}
+        if negotiations & keys:
+            continue
+        negotiations |= keys
+        try:
+            prepared = _prepared(o, checked_call(context, o.call_id))
+        except ApiError as exc:
+            answers[i] = exc
+            continue
+        if prepared is None:
+            continue
+        if prepared[1]["decision"] != "accept":
+            together.append((i, *prepared))
+        elif len(offers) == 1:
+            alone.append(i)
+        # else: an accept books a load, whose lock another call's accept may hold a while: it
+        # is tried on its own connection, never holding up the rounds asked for with it.
+    if len(together) == 1:
+        alone.append(together.pop()[0])
+    if together:
+        # In call order, so that shared statements running at once take the rows' locks in one
+        # order (sessions, then calls) and never wait on each other in a cycle.
+        together.sort(key=lambda prepared: offers[prepared[0]].call_id)
+        try:
+            for row in RECORD_TOGETHER.all(conn, together_params(together)):
+                answers[row.item] = row
+        except IntegrityError:
+            pass  # a round recorded meanwhile took one's number: nothing was written
+    for i in alone:
+        try:
+            row = _record_unlocked(conn, offers[i], contexts[i])
+        except ApiError as exc:
+            row = exc
+        except DBAPIError:
+            row = None  # tried again on its own, where the error is retried or answered
+        answers[i] = None if row is _CHANGED else row
+    return answers
+
+
+#: A round's negotiation: (call id, session id or None).
+Negotiation = tuple[int, str | None]
+
+
+def round_contexts(conn: DriverConnection, negotiations: list[Negotiation]) -> list[Any | None]:
+    """PostgreSQL: what each round's decision depends on (:data:`ROUND_CONTEXT`), or None when
+    its call does not exist. The rounds in a session and those of a call's own negotiation are
+    read by one statement each (:data:`ROUND_CONTEXTS`); a lone one by :data:`ROUND_CONTEXT`.
+    """
+    found: list[Any | None] = [None] * len(negotiations)
+    for in_session in (True, False):
+        positions = [
+            i
+            for i, (_, session_id) in enumerate(negotiations)
+            if (session_id is not None) == in_session
+        ]
+        if len(positions) == 1:
+            call_id, session_id = negotiations[positions[0]]
+            one = {"b_call_id": call_id, "b_session_id": session_id}
+            found[positions[0]] = ROUND_CONTEXT[in_session].first(conn, one)
+        elif positions:
+            many = {
+                "b_call_ids": [negotiations[i][0] for i in positions],
+                "b_session_ids": [negotiations[i][1] for i in positions],
+            }
+            for row in ROUND_CONTEXTS[in_session].all(conn, many):
+                found[positions[row.item - 1]] = row
+    return found
 
 
 #: PostgreSQL: how many times a round is tried unlocked before it takes the locked path. A
@@ -123,31 +232,43 @@ UNLOCKED_TRIES = 3
 _CHANGED: Any = object()
 
 
-def _first_try(conn: DriverConnection, o: Offer) -> Any | None:
-    check_session_id(o.session_id)
-    for _ in range(UNLOCKED_TRIES):
-        row = _record_unlocked(conn, o)
+def _first_try(conn: DriverConnection, o: Offer, *, tries: int = UNLOCKED_TRIES) -> Any | None:
+    """Up to ``tries`` unlocked attempts, each on a fresh read; None: the locked path
+    records the round."""
+    for _ in range(tries):
+        context = ROUND_CONTEXT[o.session_id is not None].first(
+            conn, {"b_call_id": o.call_id, "b_session_id": o.session_id}
+        )
+        row = _record_unlocked(conn, o, context)
         if row is not _CHANGED:
             return row
     return None
 
 
-def _record_unlocked(conn: DriverConnection, o: Offer) -> Any:
-    """PostgreSQL, outside a transaction: the round in two statements; :data:`_CHANGED` if
-    another request changed the negotiation in between (nothing was recorded: a guard's own
-    write at most, docs/BOOKINGS.md); None if only the locked path can record it.
-
-    The first reads the call, the session and the last round; the second records the round
-    only if the session is still open (or still unseen) and the round's number still free, in
-    one atomic statement, committed when it returns. A refusal (an error for the client) from
-    the first needs no lock: it would have been the same a moment later.
+def _record_unlocked(conn: DriverConnection, o: Offer, context: Any | None) -> Any:
+    """PostgreSQL, outside a transaction: the round recorded by one atomic statement, committed
+    when it returns, if the negotiation is still as ``context`` (its call, session and last
+    round, read by :data:`ROUND_CONTEXT`) shows it: the session still open (or still unseen)
+    and the round's number still free. :data:`_CHANGED` if another request changed the
+    negotiation since (nothing was recorded: a guard's own write at most, docs/BOOKINGS.md);
+    None if only the locked path can record it. A refusal (an error for the client) on the
+    context needs no lock: it would have been the same a moment later.
     """
-    context = checked_call(
-        ROUND_CONTEXT[o.session_id is not None].first(
-            conn, {"b_call_id": o.call_id, "b_session_id": o.session_id}
-        ),
-        o.call_id,
-    )
+    prepared = _prepared(o, checked_call(context, o.call_id))
+    if prepared is None:
+        return None
+    guard, params = prepared
+    try:
+        row = RECORD_IF_UNCHANGED[guard, params["decision"]].first(conn, params)
+    except IntegrityError:
+        return _CHANGED  # a round recorded meanwhile took this round's number
+    return _CHANGED if row is None else row
+
+
+def _prepared(o: Offer, context: Any) -> tuple[str, dict[str, Any]] | None:
+    """The guard under which offer ``o`` is recorded without locks (``open``, ``unseen`` or
+    ``none``) and the parameters of its statement, decided on ``context``; None if only the
+    locked path can record it. Raises the :class:`ApiError` refusing the offer."""
     guard = "none"
     params: dict[str, Any] = {
         "b_call_id": o.call_id,
@@ -170,12 +291,7 @@ def _record_unlocked(conn: DriverConnection, o: Offer) -> Any:
     if profile is None:
         return None  # standard not recorded yet: the locked path records it
     last = context if context.round_number is not None else None
-    values = next_round(context, last, o, profile)
-    try:
-        row = RECORD_IF_UNCHANGED[guard, values["decision"]].first(conn, values | params)
-    except IntegrityError:
-        return _CHANGED  # a round recorded meanwhile took this round's number
-    return _CHANGED if row is None else row
+    return guard, next_round(context, last, o, profile) | params
 
 
 def _record_locked(conn: Conn, o: Offer) -> Any:

@@ -72,18 +72,25 @@ async def _traffic(client: httpx.AsyncClient, clock: Clock) -> None:
     a booking by PATCH, listings alone and together, a purge."""
     # Call 8 stays open for the locked path (test below).
     await seed_calls(client, calls=8, sessions=("s-created", "s-gone"), one_load_each=True)
+    together = [(1, "s-created", 2500), (2, "s-unseen", 2600), (4, None, 2400), (6, None, 2600)]
     offers = [
-        (1, "s-created", 2500), (1, "s-created", 2300), (1, "s-created", 2150),
-        (2, "s-unseen", 2600), (2, "s-unseen", 2600), (2, "s-unseen", 2600),
-        (3, "s-unseen-2", 1990), (4, None, 2400), (4, None, 1990), (5, "s-gone", 2100),
+        (1, "s-created", 2300), (1, "s-created", 2150),
+        (2, "s-unseen", 2600), (2, "s-unseen", 2600),
+        (3, "s-unseen-2", 1990), (4, None, 1990), (5, "s-gone", 2100),
         (5, "s-unseen-3", 2600), (5, "s-unseen-3", 2600), (5, "s-unseen-3", 2600),
-        (6, None, 2600), (6, None, 2600), (6, None, 2600),
+        (6, None, 2600), (6, None, 2600),
     ]  # fmt: skip
-    for call_id, session_id, offer in offers:
-        clock.advance(5)
+
+    async def offer(call_id: int, session_id: str | None, offer: int) -> None:
         body = {"carrier_offer": offer} | ({"session_id": session_id} if session_id else {})
         response = await client.post(f"/api/calls/{call_id}/negotiate", json=body)
         assert response.status_code == 201, response.text
+
+    # The first offers on four calls at once (their reads shared on PostgreSQL), then one by one.
+    await asyncio.gather(*(offer(*o) for o in together))
+    for o in offers:
+        clock.advance(5)
+        await offer(*o)
     booked = {"outcome": "accepted", "final_rate_agreed": 2100}
     assert (await client.patch("/api/calls/7", json=booked)).is_success
     reads = [

@@ -42,7 +42,7 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     locks (as usual), or the locked transaction (after a competing request); both must store
     the same round. SQLite always takes the locked path's statements."""
     if request.param == "locked":
-        monkeypatch.setattr(recording, "_record_unlocked", lambda conn, o: None)
+        monkeypatch.setattr(recording, "_record_unlocked", lambda *_: None)
     return str(request.param)
 
 

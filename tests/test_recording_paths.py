@@ -21,11 +21,13 @@ from sqlalchemy import select
 
 from negotiation import recording
 from negotiation.app import create_app
+from negotiation.db import Database
 from negotiation.queries import calls, loads, rounds, sessions
+from negotiation.round_statements import RECORD_TOGETHER
 from negotiation.settings import Settings
 from tests import dbutil
 from tests.conftest import API_KEY, Clock
-from tests.helpers import seed_calls
+from tests.helpers import concurrent_client, seed_calls
 
 START = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 #: Columns the database fills from its own clock rather than the app's.
@@ -109,11 +111,11 @@ def _told_of_changes(patch: pytest.MonkeyPatch, tries_refused: int) -> dict[str,
     offers: list[Any] = []  # kept alive, so that no other offer takes one's id
     unlocked, locked = recording._record_unlocked, recording._record_locked
 
-    def unlocked_told(conn: Any, o: Any) -> Any:
+    def unlocked_told(conn: Any, o: Any, context: Any) -> Any:
         counts["unlocked"] += 1
         offers.append(o)
         tries[id(o)] = tries.get(id(o), 0) + 1
-        return recording._CHANGED if tries[id(o)] <= tries_refused else unlocked(conn, o)
+        return recording._CHANGED if tries[id(o)] <= tries_refused else unlocked(conn, o, context)
 
     def locked_counted(conn: Any, o: Any) -> Any:
         counts["locked"] += 1
@@ -145,3 +147,102 @@ async def test_a_round_that_meets_changes_is_tried_again_then_locked(
             assert counts == {"unlocked": offers * (refused + 1), "locked": served["locked"]}
         else:
             assert counts == {"unlocked": offers * refused, "locked": offers}
+
+
+@pytest.mark.postgres
+async def test_contexts_read_together_are_those_read_alone(postgres_url: str) -> None:
+    """Rounds asked for at once share the read their decisions depend on: each gets the row
+    it would have read alone (a created, an unseen, a closed session, a call's own
+    negotiation, a missing call, the same negotiation twice)."""
+    await _negotiate(postgres_url)
+    negotiations: list[tuple[int, str | None]] = [
+        (1, "s-created"), (2, "s-unseen"), (2, None), (3, "s-closed"), (4, None),
+        (1, "s-never-seen"), (2, "s-unseen"), (3, None),
+    ]  # fmt: skip
+    db = Database(Settings(database_url=postgres_url, api_keys=(API_KEY,)))
+    try:
+        together = await db.read_hot(recording.round_contexts, negotiations)
+        alone = [(await db.read_hot(recording.round_contexts, [n]))[0] for n in negotiations]
+    finally:
+        await db.dispose()
+
+    def fields(row: Any) -> dict[str, Any] | None:
+        return None if row is None else {k: v for k, v in row._mapping.items() if k != "item"}
+
+    assert [fields(row) for row in together] == [fields(row) for row in alone]
+    assert [row is None for row in together] == [n[0] == 4 for n in negotiations]
+    created, closed, unseen = (fields(together[i]) or {} for i in (0, 3, 5))
+    assert created["round_number"] == 3 and unseen["round_number"] is None
+    assert closed["status"] == "closed" and unseen["status"] is None
+
+
+#: Waves of offers, each wave sent at once: (call, session id or None, offer). Sessions
+#: created, unseen and closed; calls' own negotiations; a call negotiated in a session and on
+#: its own in one wave; a session's offer twice in one wave; an accept; a missing call.
+WAVES: list[list[tuple[int, str | None, float]]] = [
+    [(1, "s-created", 2500), (2, "s-unseen", 2600), (3, None, 2500), (4, "s-closed", 2500),
+     (5, "s-twice", 2500), (5, "s-twice", 2450), (6, None, 2500), (6, "s-call-6", 2400),
+     (99, "s-nowhere", 2500), (7, "s-accepts", 2500)],
+    [(1, "s-created", 2400), (2, "s-unseen", 2500), (3, None, 2400), (5, "s-twice", 2400),
+     (6, None, 2300), (6, "s-call-6", 2300), (7, "s-accepts", 2050), (8, None, 2100)],
+    [(1, "s-created", 2300), (2, "s-unseen", 2400), (3, None, 2300), (5, "s-twice", 2300),
+     (6, "s-call-6", 2250), (8, None, 2000), (7, "s-accepts", 2000)],
+]  # fmt: skip
+
+
+async def _waves(url: str, *, together: bool) -> tuple[list[Any], dict[str, list[Any]]]:
+    """Every wave's answers (in wave order, without ids) and the tables' rows (without ids)."""
+    clock = Clock(START)
+    app = create_app(Settings(database_url=url, api_keys=(API_KEY,)), clock=clock)
+    answers: list[Any] = []
+    async with concurrent_client(app) as (client, gauge):
+        await seed_calls(client, calls=8, sessions=("s-created", "s-closed"), one_load_each=True)
+        assert (await client.delete("/api/sessions/s-closed")).is_success
+
+        async def offer(call_id: int, session_id: str | None, amount: float) -> Any:
+            body = {"carrier_offer": amount} | ({"session_id": session_id} if session_id else {})
+            response = await client.post(f"/api/calls/{call_id}/negotiate", json=body)
+            answer = _without_request(response.json())
+            return response.status_code, {k: v for k, v in answer.items() if k != "id"}
+
+        for wave in WAVES:
+            clock.advance(11)
+            if together:
+                answers += await asyncio.gather(*(offer(*o) for o in wave))
+            else:
+                answers += [await offer(*o) for o in wave]
+        assert gauge.peak > 1 if together else gauge.peak == 1
+    tables = {}
+    for table in (loads, calls, sessions, rounds):
+        columns = [c for c in table.c if c.key not in WALL_CLOCK | {"id", "round_id"}]
+        rows = await dbutil.execute(url, select(*columns))
+        tables[table.name] = sorted((tuple(row) for row in rows), key=repr)
+    return answers, tables
+
+
+@pytest.mark.postgres
+async def test_offers_sent_together_store_what_one_at_a_time_stores(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offers asked for at the same time are recorded together (one read, one write for all
+    that can go together; the others on their own): the same answers and rows as the same
+    offers sent one after another, where every round is recorded alone."""
+    one_at_a_time = await _waves(postgres_url, together=False)
+    await asyncio.to_thread(dbutil.truncate_postgres, postgres_url)
+    batches: list[tuple[int, int]] = []  # (rounds given, rounds recorded)
+    together_statement = RECORD_TOGETHER
+
+    class Counted:
+        def all(self, conn: Any, params: dict[str, Any]) -> list[Any]:
+            rows = together_statement.all(conn, params)
+            batches.append((len(params["a_item"]), len(rows)))
+            return rows
+
+    monkeypatch.setattr(recording, "RECORD_TOGETHER", Counted())
+    sent_together = await _waves(postgres_url, together=True)
+    # Nothing else wrote meanwhile: every round given to the shared statement was recorded.
+    assert batches and max(given for given, _ in batches) > 2, batches
+    assert all(given == recorded for given, recorded in batches), batches
+    assert sent_together == one_at_a_time
+    statuses = [status for status, _ in one_at_a_time[0]]
+    assert statuses.count(201) == 21 and sorted(set(statuses)) == [201, 404, 409]

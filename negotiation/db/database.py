@@ -34,8 +34,9 @@ Attempt = Callable[[Callable[..., T], tuple[Any, ...], dict[str, Any]], Awaitabl
 
 logger = logging.getLogger("negotiation.db")
 
-#: Most items one shared read (Database.read_shared) answers; more wait for the next one.
-READ_BATCH_MAX = 64
+#: Most items one shared unit (Database.read_shared, write_shared) answers; more wait for the
+#: next one.
+SHARED_BATCH_MAX = 64
 
 
 class Database:
@@ -57,7 +58,7 @@ class Database:
         )
         #: Writes still running (possibly for a request that has gone); awaited by dispose().
         self._writes: set[asyncio.Task[Any]] = set()
-        #: Shared reads in flight (read_shared), also awaited by dispose().
+        #: Shared units in flight (read_shared, write_shared), also awaited by dispose().
         self._batches: set[asyncio.Task[Any]] = set()
         self._coalescers: dict[Callable[..., Any], Coalescer[Any, Any]] = {}
 
@@ -91,13 +92,35 @@ class Database:
         """
         if self.is_sqlite:
             return (await self._read_pages(fn, [item]))[0]
+        return await self._shared(self._backend.read_shared, fn, item, write=False)
+
+    async def write_shared(self, fn: Callable[[Any, list[Any]], list[T]], item: Any, /) -> T:
+        """PostgreSQL only: as :meth:`read_shared`, for a unit of hot statements that may write,
+        each committed on its own (autocommit: no transaction around them), so ``fn`` must keep
+        every item's writes to one atomic statement, or give up on the item. It is a write:
+        run to its end even if every caller has gone, and not run again after a connection
+        was lost (its statement may have committed). (The rounds' path:
+        :func:`negotiation.recording.record_offer`.)
+        """
+        if not isinstance(self._backend, PostgresBackend):
+            raise TypeError("write_shared is for PostgreSQL: SQLite's writer already batches")
+        return await self._shared(self._backend.write_shared, fn, item, write=True)
+
+    async def _shared(
+        self,
+        attempt: Attempt[list[T]],
+        fn: Callable[[Any, list[Any]], list[T]],
+        item: Any,
+        *,
+        write: bool,
+    ) -> T:
         coalescer = self._coalescers.get(fn)
         if coalescer is None:
             coalescer = self._coalescers[fn] = Coalescer(
-                functools.partial(self._read_pages, fn),
-                # A quarter of the pool per kind of read: the rest stays free for writes.
+                lambda items: self._run(attempt, fn, (items,), {}, write=write),
+                # A quarter of the pool per kind of unit: the rest stays free for the others.
                 slots=max(1, self.settings.db_pool_size // 4),
-                max_batch=READ_BATCH_MAX,
+                max_batch=SHARED_BATCH_MAX,
                 tasks=self._batches,
             )
         result: T = await coalescer(item)

@@ -81,6 +81,10 @@ class PostgresBackend:
 
     read_shared = read_hot
 
+    async def write_shared(self, fn: Callable[..., T], args: Args, kwargs: Kwargs) -> T:
+        """The driver connection, in autocommit: each statement commits on its own."""
+        return await self._turn(lambda: greenlet_spawn(self._on_driver, fn, args, kwargs))
+
     async def write(self, fn: Callable[..., T], args: Args, kwargs: Kwargs) -> T:
         """A READ COMMITTED transaction; the unit locks the rows its decisions read."""
 
