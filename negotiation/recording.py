@@ -141,11 +141,13 @@ def record_together(conn: DriverConnection, offers: list[Offer]) -> list[Any]:
     One statement reads every offer's context (:data:`ROUND_CONTEXTS`), one records the
     counters and rejects of distinct negotiations (:data:`RECORD_TOGETHER`); a lone offer is
     recorded by its own statement, an accept among others (it books a load) on its own
-    connection afterwards. Each offer's answer is
-    its recorded round, the :class:`ApiError` refusing it, or None: try it again on its own
-    (another offer changed its negotiation first, a second offer on one negotiation, or only
-    the locked path can record it). Whatever fails after the first write is that offer's
-    None, so the unit never runs again once something was committed.
+    connection afterwards. Each offer's answer is its recorded round, the :class:`ApiError`
+    refusing it, or None: try it again on its own (another offer changed its negotiation
+    first, a second offer on one negotiation, or only the locked path can record it).
+
+    The unit writes with one statement at most, and a statement that fails wrote nothing: an
+    error raised here leaves nothing written (the unit may run again), unless the connection
+    was lost, which is never run again (``write_shared``).
     """
     contexts = round_contexts(conn, [(o.call_id, o.session_id) for o in offers])
     answers: list[Any] = [None] * len(offers)
@@ -188,8 +190,10 @@ def record_together(conn: DriverConnection, offers: list[Offer]) -> list[Any]:
             row = _record_unlocked(conn, offers[i], contexts[i])
         except ApiError as exc:
             row = exc
-        except DBAPIError:
-            row = None  # tried again on its own, where the error is retried or answered
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise  # the statement may have committed: not tried again (503)
+            row = None  # it failed whole: tried again on its own, retried or answered there
         answers[i] = None if row is _CHANGED else row
     return answers
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from negotiation import recording
 from negotiation.app import create_app
@@ -246,3 +247,37 @@ async def test_offers_sent_together_store_what_one_at_a_time_stores(
     assert sent_together == one_at_a_time
     statuses = [status for status, _ in one_at_a_time[0]]
     assert statuses.count(201) == 21 and sorted(set(statuses)) == [201, 404, 409]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("lost", [False, True], ids=["statement-failed", "connection-lost"])
+async def test_a_shared_unit_whose_write_fails_retries_only_what_wrote_nothing(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, lost: bool
+) -> None:
+    """A round's write that failed whole (a lock timeout, say) is tried again on its own and
+    recorded once; one whose connection was lost may have committed, so it is answered 503
+    (DATABASE_UNAVAILABLE) and not run again: the client retries, and one round is stored."""
+    unlocked = recording._record_unlocked
+    failures: list[Any] = []
+
+    def fails_once(conn: Any, o: Any, context: Any) -> Any:
+        if not failures:
+            failures.append(o)
+            raise DBAPIError("INSERT …", None, Exception("boom"), connection_invalidated=lost)
+        return unlocked(conn, o, context)
+
+    monkeypatch.setattr(recording, "_record_unlocked", fails_once)
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,)))
+    async with AsyncTestClient(app) as client:
+        client.headers["X-API-Key"] = API_KEY
+        await seed_calls(client, calls=1)
+        first = await client.post("/api/calls/1/negotiate", json={"carrier_offer": 2500})
+        if lost:
+            assert first.status_code == 503, first.text
+            assert first.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+            again = await client.post("/api/calls/1/negotiate", json={"carrier_offer": 2500})
+            assert again.status_code == 201, again.text
+        else:
+            assert first.status_code == 201, first.text
+    stored = await dbutil.execute(postgres_url, select(rounds.c.round_number))
+    assert [row.round_number for row in stored] == [1] and len(failures) == 1
