@@ -47,10 +47,11 @@ from negotiation.sessions import (
 
 __all__ = ["Offer", "PolicySettings", "record_offer", "record_round", "round_in_transaction"]
 
-# On PostgreSQL a round is first tried unlocked (_record_unlocked: two statements, tried again
-# when another request got in between), then in a transaction that locks first
-# (_record_locked); SQLite runs the locked path's statements in its write transaction. The
-# statements: negotiation.round_statements.
+# On PostgreSQL a round is first tried unlocked (_record_unlocked: two statements, shared with
+# the rounds asked for at the same time by record_together, tried again when another request
+# got in between), then in a transaction that locks first (_record_locked); SQLite runs the
+# locked path's statements in its write transaction. The statements:
+# negotiation.round_statements.
 
 
 def _last_round(

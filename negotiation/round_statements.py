@@ -3,7 +3,8 @@
 On PostgreSQL, where every statement is a round trip, a round is tried in two statements
 outside a transaction (:data:`ROUND_CONTEXT`, then one of :data:`RECORD_IF_UNCHANGED`): one
 reads everything the decision depends on, the other writes the round only if that still
-holds, atomically. When other requests keep getting in between, the round is recorded in a
+holds, atomically. Rounds asked for at the same time share them (:data:`ROUND_CONTEXTS`,
+:data:`RECORD_TOGETHER`). When other requests keep getting in between, the round is recorded in a
 transaction that locks first (:data:`CALL_AND_SESSION`, :data:`CALL_LOCKED`,
 :data:`TOUCH_AND_LAST_ROUND`, :data:`RECORD_AND_CLOSE`). SQLite's write transaction
 (``BEGIN IMMEDIATE``) already excludes every other writer: it runs the locked path's
