@@ -281,3 +281,57 @@ async def test_a_shared_unit_whose_write_fails_retries_only_what_wrote_nothing(
             assert first.status_code == 201, first.text
     stored = await dbutil.execute(postgres_url, select(rounds.c.round_number))
     assert [row.round_number for row in stored] == [1] and len(failures) == 1
+
+
+@pytest.mark.postgres
+async def test_a_round_number_taken_meanwhile_fails_the_shared_write_whole(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call's own negotiation is guarded by the unique index on its round numbers: when one
+    row of the shared statement takes a number recorded meanwhile (here: a context read before
+    call 1's first round), the statement fails whole, nothing of it is written (call 2's round,
+    the counts) and every round it carried is recorded on its own, as if it had been alone."""
+    contexts = recording.round_contexts
+    outcomes: list[str] = []
+
+    def stale_for_call_1(conn: Any, negotiations: list[Any]) -> list[Any]:
+        found = contexts(conn, negotiations)
+        return [
+            row._replace(round_number=None, decision=None, counter_offer=None)
+            if len(negotiations) > 1 and row is not None and row.id == 1
+            else row
+            for row in found
+        ]
+
+    class Watched:
+        def all(self, conn: Any, params: dict[str, Any]) -> list[Any]:
+            try:
+                rows = RECORD_TOGETHER.all(conn, params)
+            except DBAPIError as exc:
+                outcomes.append(type(exc).__name__)
+                raise
+            outcomes.append(f"{len(rows)} rows")
+            return rows
+
+    monkeypatch.setattr(recording, "round_contexts", stale_for_call_1)
+    monkeypatch.setattr(recording, "RECORD_TOGETHER", Watched())
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,)))
+    async with concurrent_client(app) as (client, _):
+        await seed_calls(client, calls=2)
+        first = await client.post("/api/calls/1/negotiate", json={"carrier_offer": 2500})
+        assert first.status_code == 201, first.text
+        body = {"carrier_offer": 2400}
+        answers = await asyncio.gather(
+            *(client.post(f"/api/calls/{n}/negotiate", json=body) for n in (1, 2))
+        )
+    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+    assert [a.json()["round_number"] for a in answers] == [2, 1]
+    assert outcomes == ["IntegrityError"]
+    stored = await dbutil.execute(
+        postgres_url, select(rounds.c.call_id, rounds.c.round_number).order_by(rounds.c.id)
+    )
+    assert [tuple(row) for row in stored] == [(1, 1), (1, 2), (2, 1)]
+    counted = await dbutil.execute(
+        postgres_url, select(calls.c.id, calls.c.negotiation_rounds).order_by(calls.c.id)
+    )
+    assert [tuple(row) for row in counted] == [(1, 2), (2, 1)]
