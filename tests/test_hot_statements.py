@@ -81,12 +81,12 @@ async def _traffic(client: httpx.AsyncClient, clock: Clock) -> None:
         (6, None, 2600), (6, None, 2600),
     ]  # fmt: skip
 
-    async def offer(call_id: int, session_id: str | None, offer: int) -> None:
-        body = {"carrier_offer": offer} | ({"session_id": session_id} if session_id else {})
+    async def offer(call_id: int, session_id: str | None, amount: int) -> None:
+        body = {"carrier_offer": amount} | ({"session_id": session_id} if session_id else {})
         response = await client.post(f"/api/calls/{call_id}/negotiate", json=body)
         assert response.status_code == 201, response.text
 
-    # The first offers on four calls at once (their reads shared on PostgreSQL), then one by one.
+    # The first offers on four calls at once (recorded together on PostgreSQL), then one by one.
     await asyncio.gather(*(offer(*o) for o in together))
     for o in offers:
         clock.advance(5)
