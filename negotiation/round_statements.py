@@ -108,11 +108,9 @@ _INSERT_ROUND = insert(rounds).values(_ROUND_VALUES)
 #: The recorded round, and its profile version's number of rounds (for ``rounds_remaining``).
 _RECORDED = (*rounds.c, RECORDED_MAX_ROUNDS)
 RECORD = HotStatement(_INSERT_ROUND.returning(*_RECORDED))
-_COUNT_ROUND = (
-    update(calls)
-    .where(_BY_CALL, CALL_OPEN)
-    .values(negotiation_rounds=func.coalesce(calls.c.negotiation_rounds, 0) + 1)
-)
+#: A call's count of rounds with one more.
+_ONE_MORE_ROUND = func.coalesce(calls.c.negotiation_rounds, 0) + 1
+_COUNT_ROUND = update(calls).where(_BY_CALL, CALL_OPEN).values(negotiation_rounds=_ONE_MORE_ROUND)
 _CLOSE_CALL_QUERY = {
     "accept": _COUNT_ROUND.values(
         outcome="accepted", final_rate_agreed=bindparam("b_agreed", type_=Money)
@@ -230,16 +228,23 @@ def _contexts_query(in_session: bool) -> Any:
 
 #: PostgreSQL: the contexts of rounds asked for together, in one statement.
 ROUND_CONTEXTS = {s: HotStatement(postgresql=_contexts_query(s)) for s in (True, False)}
+
+
+def _still_open(now: Any, version: Any) -> tuple[Any, ...]:
+    """The session row is open at ``now`` and still the ``version`` that was read."""
+    return (
+        sessions.c.status == "active",
+        sessions.c.expires_at > now,
+        literal_column("sessions.xmin::text") == version,
+    )
+
+
 #: The guards of an unlocked round: the session is still open and unchanged since it was read
 #: (and its activity is recorded), or an unseen session id is still unseen (and is registered).
 #: Either yields no row otherwise. "Unchanged": a round recorded meanwhile on another call of
 #: the load would hold this round's number, which no unique index sees across calls.
 _SESSION_STILL_OPEN = (
-    _TOUCH_SESSION.where(
-        sessions.c.status == "active",
-        sessions.c.expires_at > bindparam("b_now"),
-        literal_column("sessions.xmin::text") == bindparam("b_version", type_=String),
-    )
+    _TOUCH_SESSION.where(*_still_open(bindparam("b_now"), bindparam("b_version", type_=String)))
     .returning(sessions.c.session_id)
     .cte("touched")
 )
@@ -314,9 +319,7 @@ def _together_query() -> Any:
         .where(
             b.c.guard == "open",
             sessions.c.session_id == b.c.session_id,
-            sessions.c.status == "active",
-            sessions.c.expires_at > b.c.b_now,
-            literal_column("sessions.xmin::text") == b.c.b_version,
+            *_still_open(b.c.b_now, b.c.b_version),
         )
         .values(last_activity=b.c.b_now, expires_at=b.c.b_expires_at)
         .returning(b.c.item)
@@ -341,7 +344,7 @@ def _together_query() -> Any:
         update(calls)
         .where(calls.c.id == b.c.call_id, CALL_OPEN, b.c.item.in_(select(gate.c.item)))
         .values(
-            negotiation_rounds=func.coalesce(calls.c.negotiation_rounds, 0) + 1,
+            negotiation_rounds=_ONE_MORE_ROUND,
             outcome=case((b.c.decision == "reject", "rejected"), else_=calls.c.outcome),
         )
         .returning(b.c.item)
