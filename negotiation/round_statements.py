@@ -290,6 +290,9 @@ _TOGETHER_VALUES: dict[str, Any] = {
     **{key: param.type for key, param in _ROUND_VALUES.items()},
 }
 
+#: The values taken from a round's parameters (after its item and guard).
+_GIVEN = list(_TOGETHER_VALUES)[2:]
+
 
 def _together_query() -> Any:
     """PostgreSQL, one statement: the rounds of several negotiations (distinct calls and
@@ -370,11 +373,12 @@ RECORD_TOGETHER = HotStatement(postgresql=_together_query())
 
 def together_params(rounds_: list[tuple[int, str, dict[str, Any]]]) -> dict[str, list[Any]]:
     """:data:`RECORD_TOGETHER`'s parameters for rounds given as (item, guard, parameters of
-    :data:`RECORD_IF_UNCHANGED` for that guard)."""
-    arrays: dict[str, list[Any]] = {f"a_{name}": [] for name in _TOGETHER_VALUES}
-    for item, guard, params in rounds_:
-        arrays["a_item"].append(item)
-        arrays["a_guard"].append(guard)
-        for name in list(_TOGETHER_VALUES)[2:]:
-            arrays[f"a_{name}"].append(params.get(name))
-    return arrays
+    :data:`RECORD_IF_UNCHANGED` for that guard): one array per value, a parameter not given
+    NULL."""
+    rows = [
+        (item, guard, *(params.get(name) for name in _GIVEN)) for item, guard, params in rounds_
+    ]
+    columns = zip(*rows, strict=True)
+    return {
+        f"a_{name}": list(values) for name, values in zip(_TOGETHER_VALUES, columns, strict=True)
+    }
