@@ -21,6 +21,7 @@ from negotiation.booking import LOCK_LOAD, book
 from negotiation.db import Conn, Database, DriverConnection
 from negotiation.errors import ApiError
 from negotiation.next_round import Offer, PolicySettings, checked_call, next_round
+from negotiation.round_batches import RECORD_TOGETHER, ROUND_CONTEXTS, together_params
 from negotiation.round_profiles import locked_profile, profile_of
 from negotiation.round_statements import (
     CALL,
@@ -31,12 +32,9 @@ from negotiation.round_statements import (
     RECORD,
     RECORD_AND_CLOSE,
     RECORD_IF_UNCHANGED,
-    RECORD_TOGETHER,
     ROUND_CONTEXT,
-    ROUND_CONTEXTS,
     TOUCH,
     TOUCH_AND_LAST_ROUND,
-    together_params,
 )
 from negotiation.sessions import (
     check_session_id,

@@ -24,7 +24,7 @@ from negotiation import recording
 from negotiation.app import create_app
 from negotiation.db import Database
 from negotiation.queries import calls, loads, rounds, sessions
-from negotiation.round_statements import RECORD_TOGETHER
+from negotiation.round_batches import RECORD_TOGETHER
 from negotiation.settings import Settings
 from tests import dbutil
 from tests.conftest import API_KEY, Clock
