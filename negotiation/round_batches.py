@@ -17,6 +17,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    literal,
     literal_column,
     select,
     true,
@@ -102,6 +103,36 @@ _TOGETHER_VALUES: dict[str, Any] = {
 _GIVEN = list(_TOGETHER_VALUES)[2:]
 
 
+#: The key spaces of the shared write's advisory locks (``pg_advisory_xact_lock(space, key)``).
+SESSION_KEYS, CALL_KEYS = 1, 2
+
+
+def _in_turn(given: Any) -> Any:
+    """How many advisory locks were taken, one for each session (its id's hash) and each call
+    of the batch, in one order: sessions, then calls, each by key; held to the end of the
+    statement's transaction.
+
+    Within the statement the sessions' rows change in two passes (those still open, then those
+    still unseen), so two batches that met on two sessions, one open for one batch and unseen
+    for the other, each held one and waited for the other: PostgreSQL ends such a deadlock
+    after ``deadlock_timeout`` (1 s), and every round in it waited that long. Waiting here, a
+    batch has written nothing. A round recorded alone takes no such lock: it changes one
+    session, then one call, in the order the batch does.
+    """
+    keys = union_all(
+        select(
+            literal(SESSION_KEYS).label("space"), func.hashtext(given.c.session_id).label("key")
+        ).where(given.c.session_id.is_not(None)),
+        select(literal(CALL_KEYS), given.c.call_id),
+    ).subquery("keys")
+    # Sorted in a subquery, locked as its rows come out (a sort in the same SELECT may run after
+    # the lock function).
+    ordered = select(keys).distinct().order_by(keys.c.space, keys.c.key).subquery("ordered")
+    return select(
+        func.count(func.pg_advisory_xact_lock(ordered.c.space, ordered.c.key))
+    ).scalar_subquery()
+
+
 def _together_query() -> Any:
     """PostgreSQL, one statement: the rounds of several negotiations (distinct calls and
     sessions), each recorded only if its guard holds, as :data:`RECORD_IF_UNCHANGED` records one
@@ -114,8 +145,10 @@ def _together_query() -> Any:
     round numbers, whose violation fails the whole statement: nothing is written). The call
     is counted (closed on a reject) only for rows whose guard held, and the round inserted only
     for calls still open. Rows come back with their ``item``.
+
+    Before anything is written, ``b`` takes the batch's locks in one order (:func:`_in_turn`).
     """
-    b = select(
+    given = select(
         func.unnest(
             *(
                 bindparam(f"a_{name}", type_=postgresql.ARRAY(type_))
@@ -124,7 +157,8 @@ def _together_query() -> Any:
         )
         .table_valued(*_TOGETHER_VALUES)
         .render_derived(with_types=False)
-    ).cte("b")
+    ).cte("given")
+    b = select(given).where(_in_turn(given) >= 0).cte("b")
     touched = (
         update(sessions)
         .where(

@@ -17,14 +17,16 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from negotiation import recording
 from negotiation.app import create_app
 from negotiation.db import Database
+from negotiation.db.engines import normalize_url
 from negotiation.queries import calls, loads, rounds, sessions
-from negotiation.round_batches import RECORD_TOGETHER
+from negotiation.round_batches import RECORD_TOGETHER, SESSION_KEYS
 from negotiation.settings import Settings
 from tests import dbutil
 from tests.conftest import API_KEY, Clock
@@ -335,3 +337,69 @@ async def test_a_round_number_taken_meanwhile_fails_the_shared_write_whole(
         postgres_url, select(calls.c.id, calls.c.negotiation_rounds).order_by(calls.c.id)
     )
     assert [tuple(row) for row in counted] == [(1, 2), (2, 1)]
+
+
+@pytest.mark.postgres
+async def test_a_shared_write_waits_for_its_locks_before_writing(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two shared writes that meet on two sessions, one still unseen for the first and being
+    registered by the second, take them in one order: the first waits for the second before
+    touching either, rather than holding the open session while it waits for the unseen one
+    (the second, here a transaction doing what a shared write does, then needs the open one:
+    a deadlock, which PostgreSQL breaks only after ``deadlock_timeout``, 1 s)."""
+    sizes: list[int] = []
+
+    class Counted:
+        def all(self, conn: Any, params: dict[str, Any]) -> list[Any]:
+            sizes.append(len(params["a_item"]))
+            return RECORD_TOGETHER.all(conn, params)
+
+    monkeypatch.setattr(recording, "RECORD_TOGETHER", Counted())
+    app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,)))
+    engine = create_async_engine(normalize_url(postgres_url, asynchronous=True))
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    try:
+        async with concurrent_client(app) as (client, _), engine.connect() as other:
+            await seed_calls(client, calls=2, sessions=("s-open",), one_load_each=True)
+            await other.begin()
+            await other.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(:space, key)) FROM (SELECT hashtext(id)"
+                    " AS key FROM unnest(ARRAY['s-open', 's-new']) AS id ORDER BY key) AS k"
+                ),
+                {"space": SESSION_KEYS},
+            )
+            await other.execute(
+                insert(sessions).values(
+                    session_id="s-new", status="active", ttl_seconds=3600, created_at=START,
+                    last_activity=START, expires_at=START + dt.timedelta(days=365),
+                )
+            )  # fmt: skip
+            offers = asyncio.gather(
+                *(
+                    client.post(f"/api/calls/{n}/negotiate", json={"carrier_offer": 2500} | s)
+                    for n, s in ((1, {"session_id": "s-new"}), (2, {"session_id": "s-open"}))
+                )
+            )
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if (await other.execute(waiting)).scalar():
+                    break
+            assert sizes == [2], sizes  # the two offers went together, and wait
+            await other.execute(text("SET LOCAL lock_timeout = '500ms'"))
+            await other.execute(
+                update(sessions).where(sessions.c.session_id == "s-open").values(client_id="x")
+            )
+            await other.commit()
+            answers = await offers
+    finally:
+        await engine.dispose()
+    assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+    stored = await dbutil.execute(
+        postgres_url, select(rounds.c.call_id, rounds.c.session_id).order_by(rounds.c.call_id)
+    )
+    assert [tuple(row) for row in stored] == [(1, "s-new"), (2, "s-open")]
