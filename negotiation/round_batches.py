@@ -135,16 +135,17 @@ def _in_turn(given: Any) -> Any:
 
 def _together_query() -> Any:
     """PostgreSQL, one statement: the rounds of several negotiations (distinct calls and
-    sessions), each recorded only if its guard holds, as :data:`RECORD_IF_UNCHANGED` records one
-    counter or reject; an accept, which books a load, is recorded alone.
+    sessions), each recorded only if its guard holds, as
+    :data:`~negotiation.round_statements.RECORD_IF_UNCHANGED` records one counter or reject; an
+    accept, which books a load, is recorded alone.
 
     The rounds come as arrays, one per value (``a_<name>``), unnested into ``b`` with their
     position (``item``). Each row's guard is its own: ``open`` (its session unchanged since
-    read: :data:`_SESSION_STILL_OPEN`'s condition), ``unseen`` (its session id still unseen,
-    then registered) or ``none`` (a call's own negotiation, guarded by the unique index on its
-    round numbers, whose violation fails the whole statement: nothing is written). The call
-    is counted (closed on a reject) only for rows whose guard held, and the round inserted only
-    for calls still open. Rows come back with their ``item``.
+    read: :func:`~negotiation.round_statements.still_open`), ``unseen`` (its session id still
+    unseen, then registered) or ``none`` (a call's own negotiation, guarded by the unique index
+    on its round numbers, whose violation fails the whole statement: nothing is written). The
+    call is counted (closed on a reject) only for rows whose guard held, and the round inserted
+    only for calls still open. Rows come back with their ``item``.
 
     Before anything is written, ``b`` takes the batch's locks in one order (:func:`_in_turn`).
     """
@@ -158,6 +159,7 @@ def _together_query() -> Any:
         .table_valued(*_TOGETHER_VALUES)
         .render_derived(with_types=False)
     ).cte("given")
+    # Always true: the condition makes ``b`` take the locks before it yields its first row.
     b = select(given).where(_in_turn(given) >= 0).cte("b")
     touched = (
         update(sessions)
