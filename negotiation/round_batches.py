@@ -217,8 +217,8 @@ RECORD_TOGETHER = HotStatement(postgresql=_together_query())
 
 def together_params(rounds_: list[tuple[int, str, dict[str, Any]]]) -> dict[str, list[Any]]:
     """:data:`RECORD_TOGETHER`'s parameters for rounds given as (item, guard, parameters of
-    :data:`RECORD_IF_UNCHANGED` for that guard): one array per value, a parameter not given
-    NULL."""
+    :data:`~negotiation.round_statements.RECORD_IF_UNCHANGED` for that guard): one array per
+    value, a parameter not given NULL."""
     rows = [
         (item, guard, *(params.get(name) for name in _GIVEN)) for item, guard, params in rounds_
     ]

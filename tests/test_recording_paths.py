@@ -358,10 +358,6 @@ async def test_a_shared_write_waits_for_its_locks_before_writing(
     monkeypatch.setattr(recording, "RECORD_TOGETHER", Counted())
     app = create_app(Settings(database_url=postgres_url, api_keys=(API_KEY,)))
     engine = create_async_engine(normalize_url(postgres_url, asynchronous=True))
-    waiting = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    )
     try:
         async with concurrent_client(app) as (client, _), engine.connect() as other:
             await seed_calls(client, calls=2, sessions=("s-open",), one_load_each=True)
@@ -385,10 +381,11 @@ async def test_a_shared_write_waits_for_its_locks_before_writing(
                     for n, s in ((1, {"session_id": "s-new"}), (2, {"session_id": "s-open"}))
                 )
             )
-            for _ in range(500):
-                await asyncio.sleep(0.01)
-                if (await other.execute(waiting)).scalar():
-                    break
+            await dbutil.wait_for_row(
+                postgres_url,
+                "SELECT 1 FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
             assert sizes == [2], sizes  # the two offers went together, and wait
             await other.execute(text("SET LOCAL lock_timeout = '500ms'"))
             await other.execute(
