@@ -128,6 +128,23 @@ def test_inprocess_baseline_answers_the_same_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_inprocess_takes_parts_away_and_still_answers(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "scripts.bench.inprocess", "--scenario", "call"]
+    command += ["--without", "access-line,metrics,statement,read-unit", "--baseline"]
+    command += ["--requests", "30", "--runs", "2", "--rounds", "600"]
+    command += ["--db-url", f"sqlite:///{tmp_path / 'inprocess.db'}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for part in ("access-line", "metrics", "statement", "read-unit"):
+        assert f"without {part}: " in result.stdout, result.stdout
+    assert result.stdout.count("call run ") == 2 and "statuses {200: 30}" in result.stdout
+    refused = [sys.executable, "-m", "scripts.bench.inprocess", "--scenario", "record"]
+    refused += ["--without", "metrics"]
+    result = subprocess.run(refused, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--without takes" in result.stderr, result.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_pgbench_comparison_runs_the_captured_round(postgres_url: str, tmp_path: Path) -> None:
     if shutil.which("pgbench") is None and not os.environ.get("CI"):

@@ -7,11 +7,13 @@ noisy machine. With ``--profile`` (pyinstrument, not a dependency: ``.venv/bin/p
 pyinstrument``) it prints where that time goes. With ``--baseline`` (reads only) every run is
 followed by one of a minimal Litestar app with no database and no middleware whose handler
 returns the same JSON (the service's answers, captured first), and the ratio of the medians is
-printed: what the service costs over its framework's floor.
+printed: what the service costs over its framework's floor. ``--without`` takes parts of a request's
+work away (an ablation, to see what each costs: never a way to run the service).
 
     .venv/bin/python -m scripts.bench.inprocess --scenario session --requests 3000 --runs 3
     .venv/bin/python -m scripts.bench.inprocess --scenario session --baseline
     .venv/bin/python -m scripts.bench.inprocess --scenario record --db-url postgresql://...
+    .venv/bin/python -m scripts.bench.inprocess --baseline --without access-line,metrics
 """
 
 from __future__ import annotations
@@ -137,6 +139,45 @@ async def _measure(
     return (time.process_time() - cpu) / count, (time.perf_counter() - wall) / count, statuses
 
 
+#: What ``--without`` can take away from each request (reads, on the service's side).
+WITHOUT = {
+    "access-line": "no access log line (the access logger set to WARNING)",
+    "metrics": "no request counted in the Prometheus metrics",
+    "statement": "each hot statement's rows from the driver served from memory after its first run",
+    "read-unit": "each round listing's rows served from memory (the whole database unit)",
+}
+
+
+def take_away(parts: set[str]) -> None:
+    """Switch parts of the request path off for an ablation (``--without``): the metrics and
+    the reads are patched in this process; the access line is its logger's level."""
+    import negotiation.middleware
+    from negotiation.db import Database, statements
+
+    if "access-line" in parts:
+        logging.getLogger("negotiation.access").setLevel(logging.WARNING)
+    if "metrics" in parts:
+        negotiation.middleware.observe_request = lambda *_args: None  # type: ignore[assignment]
+    if "statement" in parts:
+        execute, fetched = statements.driver_execute, {}
+
+        def remembered(conn: Any, sql: str, args: Any = (), *, fetch: bool = False) -> Any:
+            if (sql, args) not in fetched:
+                fetched[sql, args] = execute(conn, sql, args, fetch=fetch)
+            return fetched[sql, args]
+
+        statements.driver_execute = remembered  # type: ignore[assignment]
+    if "read-unit" in parts:
+        read_shared, pages = Database.read_shared, {}
+
+        async def remembered_pages(self: Database, fn: Any, item: Any, /) -> Any:
+            if item not in pages:
+                pages[item] = await read_shared(self, fn, item)
+            return pages[item]
+
+        Database.read_shared = remembered_pages  # type: ignore[method-assign]
+
+
 #: Answers captured for the no-database app (requests beyond them reuse them in turn).
 CAPTURED = 1000
 
@@ -190,7 +231,12 @@ async def run(args: argparse.Namespace, app: Any, data: dataset.Dataset, log: An
             handler.setStream(log)
     total = args.requests * (args.runs + 1)
     make = await _requests(args.scenario, data, total)
-    await _measure(driver, make, 0, args.requests)  # warm-up
+    if args.without:
+        take_away(args.without)
+        for part in sorted(args.without):
+            print(f"without {part}: {WITHOUT[part]}", flush=True)
+    # Without parts, the warm-up makes every request the runs will: they find what is remembered.
+    await _measure(driver, make, 0, total if args.without else args.requests)  # warm-up
     if args.baseline:
         nodb, nodb_make, same = await _baseline(driver, make, min(args.requests, CAPTURED))
         await _measure(nodb, nodb_make, 0, args.requests)  # its warm-up
@@ -258,9 +304,18 @@ def main() -> None:
         action="store_true",
         help="also measure a no-database Litestar handler returning the same JSON (reads only)",
     )
+    p.add_argument(
+        "--without",
+        type=lambda text: set(text.split(",")),
+        default=set(),
+        help="parts taken away, comma-separated (an ablation, reads only): "
+        + "; ".join(f"{name}: {what}" for name, what in WITHOUT.items()),
+    )
     args = p.parse_args()
     if args.baseline and args.scenario == "record":
         p.error("--baseline compares reads: use --scenario session or call")
+    if args.without and (args.scenario == "record" or not args.without <= set(WITHOUT)):
+        p.error(f"--without takes {', '.join(WITHOUT)}, for reads")
     os.environ.update(
         NEGOTIATION_ENV="production",
         NEGOTIATION_API_KEYS=API_KEY,
