@@ -7,8 +7,8 @@ noisy machine. With ``--profile`` (pyinstrument, not a dependency: ``.venv/bin/p
 pyinstrument``) it prints where that time goes. With ``--baseline`` (reads only) every run is
 followed by one of a minimal Litestar app with no database and no middleware whose handler
 returns the same JSON (the service's answers, captured first), and the ratio of the medians is
-printed: what the service costs over its framework's floor. ``--without`` takes parts of a request's
-work away (an ablation, to see what each costs: never a way to run the service).
+printed: what the service costs over its framework's floor. ``--without`` takes parts of a
+request's work away (an ablation, to see what each costs: never a way to run the service).
 
     .venv/bin/python -m scripts.bench.inprocess --scenario session --requests 3000 --runs 3
     .venv/bin/python -m scripts.bench.inprocess --scenario session --baseline
