@@ -169,6 +169,34 @@ def test_pgbench_comparison_runs_the_captured_round(postgres_url: str, tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_scaling_study_times_plans_and_serves_each_size(kind: str, tmp_path: Path) -> None:
+    report_path = tmp_path / "scaling.json"
+    sizes = ["--sizes", "600,1200", "--json", str(report_path), "--db", kind]
+    if kind == "sqlite":
+        result = _run_bench("--scaling", *sizes, "--sqlite-path", str(tmp_path / "scale.db"))
+    else:
+        server = dbutil.postgres_server_url()
+        assert server is not None
+        name = dbutil.database_name("bench")
+        base = make_url(server).set(database=name).render_as_string(False)
+        try:
+            result = _run_bench("--scaling", *sizes, "--postgres-url", base)
+        finally:
+            dbutil.drop_postgres_database(server, name + "_scale")
+    report = json.loads(report_path.read_text())
+    assert [(e["database"], e["rounds"]) for e in report["results"]] == [(kind, 600), (kind, 1200)]
+    for entry in report["results"]:
+        for name in ("session", "call", "query"):
+            http, queries = entry["http"][name], entry["queries"][name]
+            assert http["errors"] == 0 and http["p50_ms"] > 0, (name, http)
+            assert queries["in_process_p50_ms"] > 0 and queries["plans"], (name, queries)
+        # A round's statements are planned on a call of its own (every seeded call has ended).
+        assert entry["queries"]["record"]["plans"], entry["queries"]["record"]
+    assert "EXPLAIN plans" in result.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_migration_writers_benchmark_runs(postgres_url: str) -> None:
     command = [sys.executable, str(ROOT / "scripts" / "bench_migration_writers.py")]

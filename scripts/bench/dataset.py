@@ -288,16 +288,15 @@ def _sqlite_bulk(url: str, fn: Callable[[Connection], None]) -> None:
 
 def add_fresh_calls(url: str, count: int) -> int:
     """Add ``count`` calls with no rounds; return the first id (ids are consecutive)."""
+    return run_on(url, lambda conn: fresh_calls(conn, count))
 
-    def _add(conn: Connection) -> int:
-        first = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) + 1 FROM calls").scalar_one())
-        _insert(
-            conn, "calls", _call_columns(conn.dialect.name, fresh=True), first, first + count - 1
-        )
-        _fix_sequences(conn)
-        return first
 
-    return run_on(url, _add)
+def fresh_calls(conn: Connection, count: int) -> int:
+    """:func:`add_fresh_calls` in the transaction of ``conn``."""
+    first = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) + 1 FROM calls").scalar_one())
+    _insert(conn, "calls", _call_columns(conn.dialect.name, fresh=True), first, first + count - 1)
+    _fix_sequences(conn)
+    return first
 
 
 def duplicated_rounds(url: str) -> int:

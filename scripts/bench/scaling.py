@@ -57,7 +57,8 @@ def _query_units(data: dataset.Dataset) -> dict[str, Callable[[Connection, rando
 def _record(conn: Connection, call_id: int, session_id: str, *, unlocked: bool) -> Any:
     """A round on ``call_id`` in a new session (the caller rolls it back): record_round as the
     service runs it on this ``conn`` (in a transaction: the locked path), or with ``unlocked``
-    PostgreSQL's first try, two statements run here inside the caller's transaction."""
+    PostgreSQL's first try (the round's context read, then its guarded write), run here inside
+    the caller's transaction."""
     cfg = recording.PolicySettings(3, Decimal("0.10"), 3600, False)
     request = {
         "call_id": call_id,
@@ -69,7 +70,7 @@ def _record(conn: Connection, call_id: int, session_id: str, *, unlocked: bool) 
     }
     if unlocked:
         driver = DriverConnection(conn.connection, conn.engine)
-        return recording._record_unlocked(driver, recording.Offer(**request))
+        return recording._first_try(driver, recording.Offer(**request), tries=1)
     return recording.record_round(conn, **request)
 
 
@@ -155,7 +156,8 @@ def study_queries(data: dataset.Dataset) -> dict[str, Any]:
                     ]
                 }
         nested = conn.begin_nested()
-        fresh = int(conn.exec_driver_sql("SELECT max(id) FROM calls").scalar_one())
+        # A call of its own: every seeded call has ended (its last round accepted or rejected).
+        fresh = dataset.fresh_calls(conn, 1)
         statements = []
         if conn.dialect.name == "postgresql":  # a round's two statements when uncontended
             statements += _captured(
