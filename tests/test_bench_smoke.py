@@ -196,6 +196,44 @@ def test_scaling_study_times_plans_and_serves_each_size(kind: str, tmp_path: Pat
     assert "EXPLAIN plans" in result.stdout
 
 
+#: The other benchmarks, each at a small size, and the line each database's run prints. They
+#: run on SQLite, and on PostgreSQL too when NEGOTIATION_TEST_POSTGRES_URL is set (as in CI);
+#: the migration's is SQLite's only (a legacy loads.db).
+OTHER_BENCHMARKS = {
+    "session_stats": (
+        ["-m", "scripts.bench.session_stats", "--rounds", "2000"],
+        r"^\w+ +stats\(3 rounds\) +[\d.]+ ms \| stats\(2000 rounds\) +[\d.]+ ms \| list 100",
+    ),
+    "reports": (
+        ["scripts/bench_reports.py", "--rows", "2000"],
+        r'^\{"rows": 2000, "database": "\w+", .*"export_peak_rss_mib": [\d.]+\}$',
+    ),
+    "mcp": (
+        ["scripts/bench_mcp.py", "--rounds", "60", "--clients", "4", "--repeat", "1"],
+        r"^  MCP/HTTP: [\d.]+x server CPU per round",
+    ),
+    "migration": (
+        ["scripts/bench_migration.py", "--rows", "5000", "--runs", "1"],
+        r"^median of 1: backup [\d.]+ s, upgrade [\d.]+ s",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(OTHER_BENCHMARKS))
+def test_other_benchmarks_run(name: str) -> None:
+    arguments, line = OTHER_BENCHMARKS[name]
+    server = dbutil.postgres_server_url()
+    if server and name in ("reports", "mcp"):
+        arguments = [*arguments, "--postgres-url", server]
+    result = subprocess.run(
+        [sys.executable, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = 2 if server and name != "migration" else 1
+    assert len(re.findall(line, result.stdout, re.MULTILINE)) == runs, result.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_migration_writers_benchmark_runs(postgres_url: str) -> None:

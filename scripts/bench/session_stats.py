@@ -25,7 +25,8 @@ from sqlalchemy import Connection, insert, text
 
 from negotiation.db import Database
 from negotiation.queries import calls, loads, rounds, sessions
-from negotiation.sessions import session_detail, sessions_page
+from negotiation.session_pages import sessions_page
+from negotiation.sessions import session_detail
 from negotiation.settings import Settings
 from tests import dbutil
 
