@@ -54,6 +54,10 @@ def test_every_scenario_reports_figures_and_no_errors(tmp_path: Path) -> None:
     assert sqlite["checks"]["duplicated_round_numbers"] == 0
     assert sqlite["checks"]["rounds_past_limit"] == 0
     assert "record" in result.stdout and "req/s" in result.stdout
+    tables = _markdown(report_path)
+    assert tables.returncode == 0, tables.stderr
+    for name in SCENARIOS:
+        assert re.search(rf"^\| sqlite \| {name} \| [\d,]+ \| ", tables.stdout, re.M), name
 
 
 @pytest.mark.slow
@@ -80,6 +84,11 @@ def test_copy_benchmark_runs(postgres_url: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^negotiations +3,000 ", result.stdout, re.MULTILINE), result.stdout
     assert "run 1: " in result.stdout and "peak" in result.stdout
+
+
+def _markdown(*reports: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(BENCH), "--markdown", *map(str, reports)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 def _run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -112,6 +121,8 @@ def test_peer_comparison_reports_both_sides_and_their_ratios(tmp_path: Path) -> 
     assert report["checks"]["service"]["duplicated_round_numbers"] == 0
     assert all(r["throughput"] and r["throughput"] > 0 for r in report["ratios"].values())
     assert "Targets (issue 22)" in result.stdout and "[peer   ] overlap" in result.stdout
+    refused = _markdown(report_path)  # its summary is printed by the run
+    assert refused.returncode == 2 and "a 'peer' report" in refused.stderr, refused.stderr
 
 
 @pytest.mark.slow
@@ -194,6 +205,9 @@ def test_scaling_study_times_plans_and_serves_each_size(kind: str, tmp_path: Pat
         # A round's statements are planned on a call of its own (every seeded call has ended).
         assert entry["queries"]["record"]["plans"], entry["queries"]["record"]
     assert "EXPLAIN plans" in result.stdout
+    tables = _markdown(report_path)
+    assert tables.returncode == 0, tables.stderr
+    assert re.search(rf"^\| {kind} \| 1,200 \| session \| [\d.]+ \| ", tables.stdout, re.M)
 
 
 #: The other benchmarks, each at a small size, and the line each database's run prints. They
@@ -203,6 +217,10 @@ OTHER_BENCHMARKS = {
     "session_stats": (
         ["-m", "scripts.bench.session_stats", "--rounds", "2000"],
         r"^\w+ +stats\(3 rounds\) +[\d.]+ ms \| stats\(2000 rounds\) +[\d.]+ ms \| list 100",
+    ),
+    "idempotency": (
+        ["-m", "scripts.bench.idempotency", "--requests", "60"],
+        r"^  replay of a stored key +\d+ req/s ",
     ),
     "reports": (
         ["scripts/bench_reports.py", "--rows", "2000"],

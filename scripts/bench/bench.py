@@ -309,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         import markdown
 
-        print(markdown.render(args.markdown))
+        try:
+            print(markdown.render(args.markdown))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
     try:
         wrk = loadgen.ensure_wrk(install=not args.no_install)

@@ -101,9 +101,20 @@ def scaling_tables(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+RENDERERS = {"bench": bench_tables, "scaling": scaling_tables}
+
+
 def render(paths: list[Path]) -> str:
+    """The tables of each report; ValueError naming a report of another kind (``--peer`` and
+    ``--pgbench`` print their summaries when they run)."""
     out = []
     for path in paths:
         report = json.loads(path.read_text())
-        out.append(bench_tables(report) if report["kind"] == "bench" else scaling_tables(report))
+        tables = RENDERERS.get(report.get("kind"))
+        if tables is None:
+            raise ValueError(
+                f"{path}: a {report.get('kind')!r} report; --markdown renders "
+                f"{' and '.join(RENDERERS)} reports"
+            )
+        out.append(tables(report))
     return "\n\n".join(out)
