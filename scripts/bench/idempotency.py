@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 
@@ -55,9 +58,13 @@ def report(label: str, wall: float, latencies: list[float]) -> None:
     print(f"  {label:<24} {rate:6.0f} req/s   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
 
 
-async def bench(url: str, requests: int, concurrency: int) -> None:
+async def bench(url: str, requests: int, concurrency: int, log: TextIO) -> None:
     app = create_app(Settings(database_url=url, api_keys=(KEY,)))
     async with app.lifespan():
+        # Access lines are written, as in production, to ``log`` rather than among the figures.
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(log)
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(
             transport=transport, base_url="http://bench", headers={"X-API-Key": KEY}
@@ -87,11 +94,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
+    with open(os.devnull, "w") as log:
+        run(args, log)
+
+
+def run(args: argparse.Namespace, log: TextIO) -> None:
+    """Each database in turn, the access lines written to ``log``."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         dbutil.run_alembic(url)
         print(f"SQLite ({args.requests} requests, {args.concurrency} at a time)")
-        asyncio.run(bench(url, args.requests, args.concurrency))
+        asyncio.run(bench(url, args.requests, args.concurrency, log))
     server = dbutil.postgres_server_url()
     if server:
         name = "negotiation_bench_idempotency"
@@ -99,7 +112,7 @@ def main() -> None:
         dbutil.run_alembic(url)
         try:
             print(f"PostgreSQL ({args.requests} requests, {args.concurrency} at a time)")
-            asyncio.run(bench(url, args.requests, args.concurrency))
+            asyncio.run(bench(url, args.requests, args.concurrency, log))
         finally:
             dbutil.drop_postgres_database(server, name)
 
