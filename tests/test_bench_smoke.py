@@ -210,29 +210,34 @@ def test_scaling_study_times_plans_and_serves_each_size(kind: str, tmp_path: Pat
     assert re.search(rf"^\| {kind} \| 1,200 \| session \| [\d.]+ \| ", tables.stdout, re.M)
 
 
-#: The other benchmarks, each at a small size, and the line each database's run prints. They
-#: run on SQLite, and on PostgreSQL too when NEGOTIATION_TEST_POSTGRES_URL is set (as in CI);
-#: the migration's is SQLite's only (a legacy loads.db).
+#: The other benchmarks, each at a small size; the line each database's run prints; how it is
+#: given PostgreSQL: ``--postgres-url``, or NEGOTIATION_TEST_POSTGRES_URL, which it reads itself
+#: (set in CI), or not at all (the migration's is of a legacy SQLite loads.db).
 OTHER_BENCHMARKS = {
     "session_stats": (
         ["-m", "scripts.bench.session_stats", "--rounds", "2000"],
         r"^\w+ +stats\(3 rounds\) +[\d.]+ ms \| stats\(2000 rounds\) +[\d.]+ ms \| list 100",
+        "env",
     ),
     "idempotency": (
         ["-m", "scripts.bench.idempotency", "--requests", "60"],
         r"^  replay of a stored key +\d+ req/s ",
+        "env",
     ),
     "reports": (
         ["scripts/bench_reports.py", "--rows", "2000"],
         r'^\{"rows": 2000, "database": "\w+", .*"export_peak_rss_mib": [\d.]+\}$',
+        "--postgres-url",
     ),
     "mcp": (
         ["scripts/bench_mcp.py", "--rounds", "60", "--clients", "4", "--repeat", "1"],
         r"^  MCP/HTTP: [\d.]+x server CPU per round",
+        "--postgres-url",
     ),
     "migration": (
         ["scripts/bench_migration.py", "--rows", "5000", "--runs", "1"],
         r"^median of 1: backup [\d.]+ s, upgrade [\d.]+ s",
+        None,
     ),
 }
 
@@ -240,15 +245,15 @@ OTHER_BENCHMARKS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(OTHER_BENCHMARKS))
 def test_other_benchmarks_run(name: str) -> None:
-    arguments, line = OTHER_BENCHMARKS[name]
-    server = dbutil.postgres_server_url()
-    if server and name in ("reports", "mcp"):
-        arguments = [*arguments, "--postgres-url", server]
+    arguments, line, postgres = OTHER_BENCHMARKS[name]
+    server = dbutil.postgres_server_url() if postgres else None
+    if server and postgres == "--postgres-url":
+        arguments = [*arguments, postgres, server]
     result = subprocess.run(
         [sys.executable, *arguments], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    runs = 2 if server and name != "migration" else 1
+    runs = 2 if server else 1
     assert len(re.findall(line, result.stdout, re.MULTILINE)) == runs, result.stdout
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ import httpx
 
 from negotiation.app import create_app
 from negotiation.settings import Settings
+from scripts.bench.inprocess import log_to
 from tests import dbutil
 from tests.conftest import LOAD
 
@@ -61,10 +61,7 @@ def report(label: str, wall: float, latencies: list[float]) -> None:
 async def bench(url: str, requests: int, concurrency: int, log: TextIO) -> None:
     app = create_app(Settings(database_url=url, api_keys=(KEY,)))
     async with app.lifespan():
-        # Access lines are written, as in production, to ``log`` rather than among the figures.
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(log)
+        log_to(log)
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(
             transport=transport, base_url="http://bench", headers={"X-API-Key": KEY}

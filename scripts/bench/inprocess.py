@@ -139,6 +139,14 @@ async def _measure(
     return (time.process_time() - cpu) / count, (time.perf_counter() - wall) / count, statuses
 
 
+def log_to(stream: Any) -> None:
+    """Send the app's log lines (the access log among them) to ``stream``: still written, as
+    in production, but not among a benchmark's figures. After the app configured logging."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
+
+
 #: What ``--without`` can take away from each request (reads, on the service's side).
 WITHOUT = {
     "access-line": "no access log line (the access logger set to WARNING)",
@@ -150,14 +158,17 @@ WITHOUT = {
 
 def take_away(parts: set[str]) -> None:
     """Switch parts of the request path off for an ablation (``--without``): the metrics and
-    the reads are patched in this process; the access line is its logger's level."""
-    import negotiation.middleware
+    the reads are patched in this process; the access line is its logger's level. Each part is
+    reached through the name the service uses, so a renamed one fails here rather than being
+    measured as if it were gone."""
+    from negotiation import middleware
     from negotiation.db import Database, statements
 
     if "access-line" in parts:
-        logging.getLogger("negotiation.access").setLevel(logging.WARNING)
+        middleware.access_log.setLevel(logging.WARNING)
     if "metrics" in parts:
-        negotiation.middleware.observe_request = lambda *_args: None  # type: ignore[assignment]
+        assert callable(middleware.observe_request)
+        middleware.observe_request = lambda *_args: None  # type: ignore[assignment]
     if "statement" in parts:
         execute, fetched = statements.driver_execute, {}
 
@@ -226,9 +237,7 @@ async def run(args: argparse.Namespace, app: Any, data: dataset.Dataset, log: An
     """Warm up, then ``--runs`` runs of ``--requests`` requests; 1 if any was refused."""
     driver = Driver(app)
     await driver.startup()
-    for handler in logging.getLogger().handlers:  # the access log is written, as in production
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(log)
+    log_to(log)  # the access log is written, as in production
     total = args.requests * (args.runs + 1)
     make = await _requests(args.scenario, data, total)
     if args.without:
